@@ -1,0 +1,276 @@
+//! Wiring: the only module that knows every stage. `run` starts the sources, the pipeline and
+//! the API and stops them in order; `ingest` runs the same pipeline over files read once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use crate::api::{AppState, router};
+use crate::config::{ConfigFile, RedactMode};
+use crate::filter::Filter;
+use crate::index::{Catalog, IndexError, IndexStore};
+use crate::metrics::IngestCounters;
+use crate::parse::FormatSpec;
+use crate::pipeline::Pipeline;
+use crate::redact::{Redactor, Replacement};
+use crate::source::{self, Batch, FileSettings, FileSource, Framer};
+
+/// Batches in flight between the sources and the pipeline; beyond this, reading waits.
+const CHANNEL_BATCHES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Config(String),
+    #[error("the ingest pipeline stopped: {0}")]
+    Pipeline(String),
+}
+
+/// Everything the pipeline needs, built from the configuration.
+struct Parts {
+    catalog: Arc<Catalog>,
+    pipeline: Pipeline,
+    resume: HashMap<String, u64>,
+    counters: Arc<IngestCounters>,
+}
+
+fn redactor(cfg: &ConfigFile) -> Result<Redactor, DaemonError> {
+    let replacement = match cfg.redact.mode {
+        RedactMode::Replace => Replacement::Fixed,
+        RedactMode::Hash => {
+            let key = std::env::var(&cfg.redact.hash_key_env).map_err(|_| {
+                DaemonError::Config(format!(
+                    "redact.mode = \"hash\" needs the environment variable {}",
+                    cfg.redact.hash_key_env
+                ))
+            })?;
+            Replacement::KeyedHash(key.into_bytes())
+        }
+    };
+    Ok(Redactor::new(&cfg.redact.extra_keys, replacement))
+}
+
+fn build(cfg: &ConfigFile, specs: Vec<FormatSpec>) -> Result<Parts, DaemonError> {
+    let catalog = Catalog::open(&cfg.data_dir.join("index"))?;
+    let (store, resume) =
+        IndexStore::open(catalog.clone(), cfg.index.writer_memory_mb * 1024 * 1024, cfg.index.retention_days)?;
+    let counters = Arc::new(IngestCounters::default());
+    let pipeline = Pipeline::new(specs, Filter::new(&cfg.filter), redactor(cfg)?, store, counters.clone());
+    Ok(Parts { catalog, pipeline, resume: resume.into_iter().collect(), counters })
+}
+
+fn file_settings(cfg: &ConfigFile) -> Vec<FileSettings> {
+    cfg.sources
+        .iter()
+        .map(|s| FileSettings {
+            include: s.include.clone(),
+            exclude: s.exclude.iter().filter_map(|g| glob::Pattern::new(g).ok()).collect(),
+            read_from: s.read_from,
+            max_line_bytes: s.max_line_bytes,
+            poll_interval: s.poll_interval,
+        })
+        .collect()
+}
+
+fn spawn_pipeline(
+    pipeline: Pipeline,
+    rx: std::sync::mpsc::Receiver<Batch>,
+    interval: Duration,
+    counters: Arc<IngestCounters>,
+    shutdown: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<(), IndexError>> {
+    std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            let result = pipeline.run(rx, interval, &shutdown);
+            if let Err(e) = &result {
+                counters.failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "ingest pipeline stopped");
+            }
+            result
+        })
+        .expect("spawn pipeline thread")
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
+    let specs = cfg.sources.iter().map(|s| s.format_spec()).collect();
+    let Parts { catalog, pipeline, resume, counters } = build(&cfg, specs)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(cfg.api.listen))
+        .map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
+
+    let sources = FileSource::new(file_settings(&cfg), resume, tx.clone(), shutdown.clone());
+    let source_thread =
+        std::thread::Builder::new().name("source".into()).spawn(move || sources.run()).expect("spawn source thread");
+    if read_stdin {
+        let (tx, stop) = (tx.clone(), shutdown.clone());
+        let max_line = cfg.sources.first().map_or(1024 * 1024, |s| s.max_line_bytes);
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || source::read_stdin(tx, max_line, stop))
+            .expect("spawn stdin thread");
+    }
+    drop(tx);
+    let pipeline_thread = spawn_pipeline(pipeline, rx, cfg.index.commit_interval, counters.clone(), shutdown.clone());
+
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), sources = cfg.sources.len(), "logwarden is running");
+    let app = router(AppState { catalog, counters });
+    let stop = shutdown.clone();
+    runtime
+        .block_on(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    stop.store(true, Ordering::Relaxed);
+                })
+                .await
+        })
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+
+    tracing::info!("shutting down");
+    shutdown.store(true, Ordering::Relaxed);
+    let _ = source_thread.join();
+    // A stdin reader may still hold a sender while it blocks on read; the pipeline stops on
+    // the shutdown flag and whatever it had not committed is read again after a restart.
+    let result = pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?;
+    result.map_err(DaemonError::from)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// What `ingest` did.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestSummary {
+    pub records: u64,
+    pub bytes: u64,
+    pub indexed: u64,
+    pub parse_errors: u64,
+    pub skipped: u64,
+    pub seconds: f64,
+}
+
+/// Reads `files` once into the data directory, resuming files ingested before, and returns
+/// after the final commit. `progress` is called with (bytes, records) as reading goes.
+pub fn ingest(
+    cfg: &ConfigFile,
+    spec: FormatSpec,
+    files: &[PathBuf],
+    progress: &dyn Fn(u64, u64),
+) -> Result<IngestSummary, DaemonError> {
+    let started = Instant::now();
+    let Parts { pipeline, resume, counters, .. } = build(cfg, vec![spec])?;
+    let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
+    let pipeline_thread =
+        spawn_pipeline(pipeline, rx, cfg.index.commit_interval, counters.clone(), Arc::new(AtomicBool::new(false)));
+    let max_line = cfg.sources.first().map_or(1024 * 1024, |s| s.max_line_bytes);
+    let mut bytes = 0;
+    let mut read_error = None;
+    for path in files {
+        match read_once(path, &resume, max_line, &tx, &mut |n| {
+            bytes += n;
+            progress(bytes, IngestCounters::get(&counters.records_read));
+        }) {
+            Ok(()) => {}
+            Err(e) => {
+                read_error = Some(DaemonError::Read { path: path.clone(), source: e });
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let result = pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?;
+    result?;
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    Ok(IngestSummary {
+        records: IngestCounters::get(&counters.records_read),
+        bytes,
+        indexed: IngestCounters::get(&counters.events_indexed),
+        parse_errors: IngestCounters::get(&counters.parse_errors),
+        skipped: IngestCounters::get(&counters.skipped),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reads one file to its end from its checkpoint, if it has one.
+fn read_once(
+    path: &std::path::Path,
+    resume: &HashMap<String, u64>,
+    max_line: usize,
+    tx: &SyncSender<Batch>,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let fp = match source::fingerprint::fingerprint(path)? {
+        Some(fp) => fp,
+        // No complete first line: name it by its whole (short) content.
+        None => {
+            let mut all = Vec::new();
+            source::fingerprint::open_content(path)?.read_to_end(&mut all)?;
+            all.push(b'\n');
+            source::fingerprint::of_reader(&all[..])?.unwrap_or_else(|| "empty".into())
+        }
+    };
+    let start = resume.get(&fp).copied().unwrap_or(0);
+    let mut reader = source::fingerprint::open_content(path)?;
+    std::io::copy(&mut (&mut reader).take(start), &mut std::io::sink())?;
+    let mut framer = Framer::new(start, max_line);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut records = Vec::new();
+    let name = path.display().to_string();
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            framer.finish(&mut records);
+        } else {
+            framer.push(&buf[..n], &mut records);
+        }
+        let batch = source::to_items(&mut records, &fp, &name, 0);
+        if !batch.is_empty() && tx.send(batch).is_err() {
+            return Err(std::io::Error::other("the pipeline stopped"));
+        }
+        progress(n as u64);
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The event model shared by every stage.
+//!
+//! An [`Event`] is one request (or one unparsed line) as the parsers understand it. It is a plain
+//! record on purpose: parsers fill it field by field, and nothing may write it anywhere until
+//! `redact` has wrapped it in `Redacted`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where an event's bytes came from: enough to find the line again and to name it uniquely.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Fingerprint of the file (or `stdin`), stable across renames.
+    pub fingerprint: String,
+    /// Byte offset of the first byte of the record in the file.
+    pub offset: u64,
+    /// Byte offset just after the record (its newline included).
+    pub end_offset: u64,
+    /// The path the record was read from.
+    pub path: String,
+}
+
+impl Origin {
+    /// The stable id of an event: the same bytes of the same file always get the same id,
+    /// which is what lets a replay after a crash replace instead of duplicate.
+    pub fn event_id(&self) -> String {
+        format!("{}:{}", self.fingerprint, self.offset)
+    }
+}
+
+/// Problems with the raw bytes of a line, kept on the event rather than dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineFlag {
+    /// The line was longer than `max_line_bytes` and was cut.
+    Truncated,
+    /// The line was not valid UTF-8 and was decoded lossily.
+    InvalidUtf8,
+    /// The line held NUL bytes.
+    Nul,
+    /// The line had no newline when its file was closed.
+    Partial,
+}
+
+/// One request as logged. Optional fields stay `None` when the format does not carry them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    /// Milliseconds since the Unix epoch (UTC); the ingest time when the line has none.
+    pub timestamp_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub source: String,
+    pub format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    pub raw: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<LineFlag>,
+    /// Rule ids that matched, filled by the rules stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<String>,
+    #[serde(default)]
+    pub anomaly_score: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+}
+
+impl Event {
+    /// Splits a request target into path and query and derives the route.
+    pub fn set_target(&mut self, target: &str) {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        self.path = Some(path.to_string());
+        self.route = Some(route_of(path));
+        self.query = query.filter(|q| !q.is_empty()).map(str::to_string);
+    }
+}
+
+/// Replaces the variable parts of a path (numbers, UUIDs, hex hashes, emails, dates) with
+/// placeholders so that `/api/users/42` and `/api/users/43` share the route `/api/users/:id`.
+pub fn route_of(path: &str) -> String {
+    // Absolute URLs (proxies, ALB) keep only their path.
+    let path = match path.find("://") {
+        Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
+        None => path,
+    };
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(placeholder(seg).unwrap_or(seg));
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn placeholder(seg: &str) -> Option<&'static str> {
+    if seg.is_empty() {
+        return None;
+    }
+    let b = seg.as_bytes();
+    if b.iter().all(u8::is_ascii_digit) {
+        return Some(":id");
+    }
+    if is_uuid(b) {
+        return Some(":uuid");
+    }
+    if b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit) {
+        return Some(":hash");
+    }
+    if seg.contains('@') && seg.contains('.') {
+        return Some(":email");
+    }
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' && b.iter().filter(|c| c.is_ascii_digit()).count() == 8 {
+        return Some(":date");
+    }
+    None
+}
+
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_replace_ids_uuids_hashes_emails_and_dates() {
+        assert_eq!(route_of("/api/users/42"), "/api/users/:id");
+        assert_eq!(route_of("/o/123e4567-e89b-12d3-a456-426614174000/items"), "/o/:uuid/items");
+        assert_eq!(route_of("/blob/0123456789abcdef0123"), "/blob/:hash");
+        assert_eq!(route_of("/u/a.b@example.com"), "/u/:email");
+        assert_eq!(route_of("/report/2025-11-25"), "/report/:date");
+        assert_eq!(route_of("/static/app.js"), "/static/app.js");
+        assert_eq!(route_of("https://example.com:443/p/7"), "/p/:id");
+        assert_eq!(route_of(""), "/");
+    }
+
+    #[test]
+    fn target_splits_query() {
+        let mut e = Event::default();
+        e.set_target("/search?q=x&page=2");
+        assert_eq!(e.path.as_deref(), Some("/search"));
+        assert_eq!(e.query.as_deref(), Some("q=x&page=2"));
+        assert_eq!(e.route.as_deref(), Some("/search"));
+    }
+}

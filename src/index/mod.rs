@@ -1,0 +1,337 @@
+//! The index: one tantivy index per day under `<data_dir>/index/<YYYY-MM-DD>`, written by one
+//! [`IndexStore`] and read through a shared [`Catalog`].
+//!
+//! Retention drops whole days. Positions of the files being read are saved in the payload of
+//! every commit (see `checkpoint`), so a restart resumes exactly where the index ends.
+
+pub mod checkpoint;
+pub mod schema;
+pub mod search;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::event::Origin;
+use crate::parse::timestamp::civil_from_days;
+use crate::redact::Redacted;
+use checkpoint::{Payload, Positions, Recovery};
+use schema::Fields;
+
+/// A writer not used for this long is closed after a commit, freeing its memory.
+const WRITER_IDLE: Duration = Duration::from_secs(60);
+/// At most this many partition writers are open at once (a backfill over many days).
+const MAX_WRITERS: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index error in {partition}: {source}")]
+    Tantivy { partition: String, source: tantivy::TantivyError },
+    #[error("cannot use {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("commit payload of {partition} is unreadable: {source}")]
+    Payload { partition: String, source: serde_json::Error },
+}
+
+/// The name of the day partition of a timestamp (UTC).
+pub fn partition_of(timestamp_ms: i64) -> String {
+    let (y, m, d) = civil_from_days(timestamp_ms.div_euclid(86_400_000));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn is_partition_name(name: &str) -> bool {
+    name.len() == 10
+        && name.as_bytes()[4] == b'-'
+        && name.as_bytes()[7] == b'-'
+        && name.bytes().filter(u8::is_ascii_digit).count() == 8
+}
+
+/// The readable side: every partition's reader, refreshed by the writer after each commit.
+pub struct Catalog {
+    dir: PathBuf,
+    fields: Fields,
+    schema: tantivy::schema::Schema,
+    readers: RwLock<BTreeMap<String, IndexReader>>,
+}
+
+impl Catalog {
+    /// Opens every existing partition under `dir` for reading.
+    pub fn open(dir: &Path) -> Result<Arc<Self>, IndexError> {
+        std::fs::create_dir_all(dir).map_err(|source| IndexError::Io { path: dir.to_path_buf(), source })?;
+        let (schema, fields) = schema::build();
+        let catalog = Arc::new(Self { dir: dir.to_path_buf(), fields, schema, readers: RwLock::new(BTreeMap::new()) });
+        for name in catalog.partition_names()? {
+            catalog.refresh(&name)?;
+        }
+        Ok(catalog)
+    }
+
+    fn partition_names(&self) -> Result<Vec<String>, IndexError> {
+        let io = |source| IndexError::Io { path: self.dir.clone(), source };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_partition_name(&name) && entry.path().join("meta.json").exists() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn tantivy(partition: &str) -> impl Fn(tantivy::TantivyError) -> IndexError + '_ {
+        move |source| IndexError::Tantivy { partition: partition.to_string(), source }
+    }
+
+    /// Reloads (or starts reading) one partition after a commit.
+    fn refresh(&self, name: &str) -> Result<(), IndexError> {
+        if let Some(r) = self.readers.read().expect("catalog lock").get(name) {
+            return r.reload().map_err(Self::tantivy(name));
+        }
+        let index = Index::open_in_dir(self.dir.join(name)).map_err(Self::tantivy(name))?;
+        let reader =
+            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(Self::tantivy(name))?;
+        self.readers.write().expect("catalog lock").insert(name.to_string(), reader);
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) {
+        self.readers.write().expect("catalog lock").remove(name);
+    }
+
+    /// Readers of the partitions that may hold events in `[from, to)`.
+    fn readers_between(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<(String, IndexReader)> {
+        let lo = from_ms.map(partition_of);
+        let hi = to_ms.map(|t| partition_of(t - 1));
+        self.readers
+            .read()
+            .expect("catalog lock")
+            .iter()
+            .filter(|(name, _)| lo.as_ref().is_none_or(|l| *name >= l) && hi.as_ref().is_none_or(|h| *name <= h))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect()
+    }
+
+    pub fn partitions(&self) -> Vec<String> {
+        self.readers.read().expect("catalog lock").keys().cloned().collect()
+    }
+
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+}
+
+struct PartitionWriter {
+    writer: IndexWriter,
+    dirty: bool,
+    last_used: Instant,
+}
+
+/// Writes events and commits them with the file positions they reach.
+pub struct IndexStore {
+    catalog: Arc<Catalog>,
+    writers: HashMap<String, PartitionWriter>,
+    memory_budget: usize,
+    positions: Positions,
+    previous: Positions,
+    positions_changed: bool,
+    replace_until: Positions,
+    generation: u64,
+    last_round: Vec<String>,
+    retention_days: u32,
+    docs_since_commit: u64,
+}
+
+/// What one commit did, for logs and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommitStats {
+    pub docs: u64,
+    pub partitions: usize,
+}
+
+impl IndexStore {
+    /// Opens the index under `dir` and works out where each file resumes.
+    pub fn open(
+        catalog: Arc<Catalog>,
+        memory_budget: usize,
+        retention_days: u32,
+    ) -> Result<(Self, Positions), IndexError> {
+        let mut payloads = BTreeMap::new();
+        for name in catalog.partition_names()? {
+            let index = Index::open_in_dir(catalog.dir.join(&name)).map_err(Catalog::tantivy(&name))?;
+            let meta = index.load_metas().map_err(Catalog::tantivy(&name))?;
+            let payload = match meta.payload {
+                Some(p) => Some(
+                    serde_json::from_str::<Payload>(&p)
+                        .map_err(|source| IndexError::Payload { partition: name.clone(), source })?,
+                ),
+                None => None,
+            };
+            payloads.insert(name, payload);
+        }
+        let Recovery { generation, resume, replace_until } = checkpoint::recover(&payloads);
+        if !replace_until.is_empty() {
+            tracing::warn!(
+                files = replace_until.len(),
+                "the last commit was cut short; replaying its lines with replacement"
+            );
+        }
+        let last_round = payloads
+            .iter()
+            .filter(|(_, p)| p.as_ref().is_some_and(|p| p.generation == generation))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let store = Self {
+            catalog,
+            writers: HashMap::new(),
+            memory_budget: memory_budget.max(15_000_000),
+            positions: resume.clone(),
+            previous: resume.clone(),
+            positions_changed: false,
+            replace_until,
+            generation,
+            last_round,
+            retention_days,
+            docs_since_commit: 0,
+        };
+        Ok((store, resume))
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    fn writer(&mut self, name: &str) -> Result<&mut PartitionWriter, IndexError> {
+        if !self.writers.contains_key(name) {
+            if self.writers.len() >= MAX_WRITERS {
+                // Make room: commit so the least recently used writer can be closed safely.
+                self.commit()?;
+                if let Some(lru) = self.writers.iter().min_by_key(|(_, w)| w.last_used).map(|(n, _)| n.clone()) {
+                    self.writers.remove(&lru);
+                }
+            }
+            let path = self.catalog.dir.join(name);
+            std::fs::create_dir_all(&path).map_err(|source| IndexError::Io { path: path.clone(), source })?;
+            let dir = tantivy::directory::MmapDirectory::open(&path)
+                .map_err(|e| IndexError::Tantivy { partition: name.to_string(), source: e.into() })?;
+            let index = Index::open_or_create(dir, self.catalog.schema.clone()).map_err(Catalog::tantivy(name))?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+            let writer = index.writer_with_num_threads(threads, self.memory_budget).map_err(Catalog::tantivy(name))?;
+            self.writers.insert(name.to_string(), PartitionWriter { writer, dirty: false, last_used: Instant::now() });
+        }
+        let w = self.writers.get_mut(name).expect("inserted above");
+        w.last_used = Instant::now();
+        Ok(w)
+    }
+
+    /// Adds one event read from `origin`.
+    pub fn add(&mut self, origin: &Origin, ev: &Redacted) -> Result<(), IndexError> {
+        let name = partition_of(ev.event().timestamp_ms);
+        let replace = self.replace_until.get(&origin.fingerprint).is_some_and(|&until| origin.offset < until);
+        let doc: TantivyDocument = self.catalog.fields.document(ev);
+        let id_field = self.catalog.fields.id;
+        let w = self.writer(&name)?;
+        if replace {
+            w.writer.delete_term(Term::from_field_text(id_field, &ev.event().id));
+        }
+        w.writer.add_document(doc).map_err(Catalog::tantivy(&name))?;
+        w.dirty = true;
+        self.docs_since_commit += 1;
+        self.advance(&origin.fingerprint, origin.end_offset);
+        Ok(())
+    }
+
+    /// Records that a file has been consumed up to `offset`.
+    pub fn advance(&mut self, fingerprint: &str, offset: u64) {
+        match self.positions.get_mut(fingerprint) {
+            Some(p) if *p == offset => {}
+            Some(p) => {
+                *p = offset;
+                self.positions_changed = true;
+            }
+            None => {
+                self.positions.insert(fingerprint.to_string(), offset);
+                self.positions_changed = true;
+            }
+        }
+    }
+
+    /// Commits every partition written since the last commit, with the positions reached.
+    /// Returns `None` when there was nothing to commit.
+    pub fn commit(&mut self) -> Result<Option<CommitStats>, IndexError> {
+        let mut round: Vec<String> = self.writers.iter().filter(|(_, w)| w.dirty).map(|(n, _)| n.clone()).collect();
+        if round.is_empty() && !self.positions_changed {
+            return Ok(None);
+        }
+        if round.is_empty() {
+            // Positions moved without events (filtered lines, files opened at their end): carry
+            // them in the newest partition.
+            let name = self.last_round.iter().max().cloned().unwrap_or_else(|| partition_of(now_ms()));
+            self.writer(&name)?;
+            round.push(name);
+        }
+        round.sort();
+        self.generation += 1;
+        let payload = Payload {
+            generation: self.generation,
+            round: round.clone(),
+            positions: self.positions.clone(),
+            previous: self.previous.clone(),
+        };
+        let text = serde_json::to_string(&payload).expect("payload serialises");
+        for name in &round {
+            let w = self.writers.get_mut(name).expect("round partitions have writers");
+            let mut prepared = w.writer.prepare_commit().map_err(Catalog::tantivy(name))?;
+            prepared.set_payload(&text);
+            prepared.commit().map_err(Catalog::tantivy(name))?;
+            w.dirty = false;
+        }
+        for name in &round {
+            self.catalog.refresh(name)?;
+        }
+        self.previous = self.positions.clone();
+        self.positions_changed = false;
+        let positions = &self.positions;
+        self.replace_until.retain(|fp, until| positions.get(fp).is_none_or(|p| p < until));
+        self.last_round = round;
+        let stats =
+            CommitStats { docs: std::mem::take(&mut self.docs_since_commit), partitions: self.last_round.len() };
+        self.writers.retain(|_, w| w.last_used.elapsed() < WRITER_IDLE);
+        Ok(Some(stats))
+    }
+
+    /// Drops the partitions older than the retention, except those of the last commit, whose
+    /// payload holds the positions.
+    pub fn apply_retention(&mut self) -> Result<Vec<String>, IndexError> {
+        let cutoff = partition_of(now_ms() - i64::from(self.retention_days) * 86_400_000);
+        let mut dropped = Vec::new();
+        for name in self.catalog.partition_names()? {
+            if name < cutoff && !self.last_round.contains(&name) {
+                self.writers.remove(&name);
+                self.catalog.remove(&name);
+                let path = self.catalog.dir.join(&name);
+                std::fs::remove_dir_all(&path).map_err(|source| IndexError::Io { path, source })?;
+                tracing::info!(partition = %name, "dropped partition past retention");
+                dropped.push(name);
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Waits for merges and releases the writers (graceful shutdown).
+    pub fn close(mut self) -> Result<(), IndexError> {
+        self.commit()?;
+        for (name, w) in self.writers.drain() {
+            w.writer.wait_merging_threads().map_err(Catalog::tantivy(&name))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,32 @@
+//! logwarden reads request logs as they are written and makes every request searchable within
+//! about a second, without writing a secret to disk.
+//!
+//! Events flow one way, and each module only uses the ones before it plus the shared leaves
+//! (`event`, `metrics`, `config`):
+//!
+//! ```text
+//! source -> parse -> filter -> redact -> index -> api
+//!    \________ pipeline (one thread, file order) ____/
+//! ```
+//!
+//! - `source` finds files by glob, names them by content and follows them through rotation;
+//!   it emits records (lines, or multi-line entries) with their byte offsets.
+//! - `parse` turns a record into an [`event::Event`], one module per log format.
+//! - `filter` drops health checks and static assets from the index (they are still counted).
+//! - `redact` is the only way to build the [`redact::Redacted`] value that `index` accepts.
+//! - `index` writes day partitions with tantivy and stores file positions in each commit.
+//! - `api` serves search and health over HTTP; `daemon` wires everything together.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod event;
+pub mod filter;
+pub mod index;
+pub mod metrics;
+pub mod parse;
+pub mod pipeline;
+pub mod redact;
+pub mod source;

@@ -1,0 +1,159 @@
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use logwarden::cli::{self, Cli, Command};
+use logwarden::config::{ConfigFile, FormatName, ReadFrom, SourceConfig};
+use logwarden::daemon;
+use logwarden::index::search::SearchRequest;
+use logwarden::index::{Catalog, now_ms};
+
+fn init_logging(level: &str) {
+    let filter = std::env::var("LOGWARDEN_LOG").unwrap_or_else(|_| format!("logwarden={level},warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { common, listen, tail, format, read_from, stdin } => {
+            let mut cfg = cli::load(&common)?;
+            if let Some(l) = listen {
+                cfg.api.listen = l;
+            }
+            cli::apply_tail(&mut cfg, &tail, format, read_from);
+            init_logging(&cfg.log_level);
+            daemon::run(cfg, stdin)?;
+        }
+        Command::CheckConfig { common } => {
+            let cfg = cli::load(&common)?;
+            println!(
+                "configuration is valid: {} source(s), data in {}, API on {}",
+                cfg.sources.len(),
+                cfg.data_dir.display(),
+                cfg.api.listen
+            );
+        }
+        Command::Demo { listen, rate } => demo(listen, rate)?,
+        Command::Ingest { common, format, quiet, files } => {
+            let cfg = cli::load(&common)?;
+            init_logging("warn");
+            let spec = SourceConfig { format: FormatName::from(format), ..SourceConfig::default() }.format_spec();
+            let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+            let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let started = std::time::Instant::now();
+            let summary = daemon::ingest(&cfg, spec, &files, &|bytes, records| {
+                bar.set_position(bytes);
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                bar.set_message(format!("{records} lines, {:.0} lines/s", records as f64 / secs));
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "ingested {} lines ({} indexed, {} unparsed, {} skipped) from {} file(s) in {:.1}s: {:.0} lines/s, {:.1} MiB/s",
+                summary.records,
+                summary.indexed,
+                summary.parse_errors,
+                summary.skipped,
+                files.len(),
+                summary.seconds,
+                summary.records as f64 / summary.seconds.max(0.001),
+                summary.bytes as f64 / 1_048_576.0 / summary.seconds.max(0.001)
+            );
+        }
+        Command::Search { common, from, to, limit, json, query } => {
+            let cfg = cli::load(&common)?;
+            let catalog = Catalog::open(&cfg.data_dir.join("index")).context("opening the index")?;
+            let time = |name: &str, v: &Option<String>| -> Result<Option<i64>> {
+                v.as_deref()
+                    .map(|s| {
+                        logwarden::api::parse_time(s, now_ms())
+                            .with_context(|| format!("--{name} {s:?} is not RFC 3339, epoch seconds or now-15m"))
+                    })
+                    .transpose()
+            };
+            let req = SearchRequest { query, from_ms: time("from", &from)?, to_ms: time("to", &to)?, limit };
+            let result = catalog.search(&req)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+            } else {
+                for hit in &result.hits {
+                    writeln!(out, "{}", summary_line(hit))?;
+                }
+                writeln!(out, "{} of {} matching events ({:.1} ms)", result.hits.len(), result.total, result.took_ms)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line per hit; control characters are escaped so a crafted log line cannot drive the
+/// terminal.
+fn summary_line(hit: &serde_json::Value) -> String {
+    let s = |k: &str| hit.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+    let ts = hit
+        .get("timestamp_ms")
+        .and_then(|v| v.as_i64())
+        .map_or("-".into(), logwarden::parse::timestamp::format_rfc3339);
+    let status = hit.get("status").and_then(|v| v.as_u64()).map_or("-".into(), |v| v.to_string());
+    let dur = hit.get("duration_ms").and_then(|v| v.as_f64()).map_or("-".into(), |v| format!("{v:.0}ms"));
+    let line = match hit.get("parse_error").and_then(|v| v.as_str()) {
+        Some(_) => format!("{ts} unparsed {}", s("raw")),
+        None => format!("{ts} {status} {} {} {dur} {}", s("method"), s("path"), s("client_ip")),
+    };
+    line.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+}
+
+fn demo(listen: std::net::SocketAddr, rate: u32) -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("logwarden-demo-").tempdir().context("creating a temporary directory")?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_path: PathBuf = logs.join("access.log");
+    let mut cfg = ConfigFile::load(None)?;
+    cfg.data_dir = dir.path().join("data");
+    cfg.api.listen = listen;
+    cfg.sources = vec![SourceConfig {
+        include: vec![format!("{}/*.log", logs.display())],
+        read_from: ReadFrom::Beginning,
+        ..SourceConfig::default()
+    }];
+    init_logging(&cfg.log_level);
+    let writer_path = log_path.clone();
+    std::thread::spawn(move || {
+        let mut generator = logwarden::demo::TrafficGenerator::new(now_ms() as u64);
+        let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&writer_path) else { return };
+        let pause = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        loop {
+            let line = generator.line(now_ms());
+            if writeln!(file, "{line}").is_err() {
+                return;
+            }
+            std::thread::sleep(pause);
+        }
+    });
+    println!(
+        "logwarden demo: writing {rate} requests/s to {}\n\
+         Try, in another terminal:\n  \
+         curl -s 'http://{listen}/health'\n  \
+         curl -s 'http://{listen}/api/v1/search?q=status:>=500&limit=5'\n  \
+         curl -s 'http://{listen}/api/v1/search?q=duration_ms:>1000&from=now-5m'\n  \
+         curl -s 'http://{listen}/api/v1/search?q=password&limit=3'   (secrets come back [REDACTED])\n\
+         Press Ctrl-C to stop; the temporary directory is removed.",
+        log_path.display()
+    );
+    daemon::run(cfg, false)?;
+    drop(dir);
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! Redaction: the one gate between parsed events and anything that writes.
+//!
+//! A key design decision: only this module can build a [`Redacted`], and the index, the API
+//! and every later sink accept nothing else, so an unredacted event cannot reach disk by
+//! accident. Redaction works in two passes over every text field, the raw line included:
+//!
+//! 1. key-value pairs whose key is sensitive (`password=`, `"apiKey": "..."`,
+//!    `Authorization: ...`), in query strings, JSON, logfmt, cookies and headers, with keys
+//!    compared after normalising case and `camelCase`/`snake_case`/`kebab-case` separators;
+//! 2. values that are secrets wherever they stand: Luhn-valid card numbers, US SSNs, JWTs,
+//!    `Bearer` tokens, AWS access keys, PEM private keys and `user:password@` in URLs,
+//!    found by one multi-pattern regex so each field is scanned once.
+
+use hmac::{Hmac, KeyInit, Mac};
+use regex_automata::meta::Regex;
+use sha2::Sha256;
+
+use crate::event::Event;
+
+/// The replacement text when secrets are not hashed.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Words that make a key sensitive when its normalised form contains them.
+const SENSITIVE_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "encryptionkey",
+    "secretkey",
+    "signingkey",
+    "creditcard",
+    "cardnumber",
+    "ccnumber",
+    "cvv",
+    "ssn",
+    "authorization",
+    "cookie",
+    "sessionid",
+    "session",
+    "credential",
+    "pin",
+];
+
+/// Keys whose whole value (to the end of the line or quote) is secret, spaces included.
+const WHOLE_VALUE_KEYS: &[&str] = &["authorization", "proxyauthorization", "cookie", "setcookie"];
+
+/// How secrets are replaced.
+#[derive(Debug, Clone)]
+pub enum Replacement {
+    /// `[REDACTED]`.
+    Fixed,
+    /// `[REDACTED:<8 hex>]`, a keyed hash prefix: equal secrets stay correlatable without
+    /// being revealed, and without the key nobody can test guesses against them.
+    KeyedHash(Vec<u8>),
+}
+
+/// An event that has been through the [`Redactor`]. The only type that may be written.
+#[derive(Debug, Clone)]
+pub struct Redacted(Event);
+
+impl Redacted {
+    pub fn event(&self) -> &Event {
+        &self.0
+    }
+
+    /// Tags set by the rules stage; they are rule ids and scores, never log text.
+    pub fn set_anomalies(&mut self, ids: Vec<String>, score: u32, severity: Option<String>) {
+        self.0.anomalies = ids;
+        self.0.anomaly_score = score;
+        self.0.severity = severity;
+    }
+}
+
+/// Value patterns, in the order of `PATTERNS`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Pattern {
+    Pem,
+    Jwt,
+    Bearer,
+    Aws,
+    UrlPassword,
+    Ssn,
+    Card,
+}
+
+const PATTERNS: &[(Pattern, &str)] = &[
+    (Pattern::Pem, r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+    (Pattern::Jwt, r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+    (Pattern::Bearer, r"(?i:bearer)(?:\s+|%20|\+)[A-Za-z0-9._~+/=-]{8,}"),
+    (Pattern::Aws, r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}"),
+    (Pattern::UrlPassword, r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"),
+    (Pattern::Ssn, r"[0-9]{3}-[0-9]{2}-[0-9]{4}"),
+    (Pattern::Card, r"[2-6][0-9]{3}(?:[ -]?[0-9]){9,15}"),
+];
+
+/// Redacts events. Cheap to clone; built once from the configuration.
+#[derive(Clone)]
+pub struct Redactor {
+    extra_words: Vec<String>,
+    replacement: Replacement,
+    values: Regex,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor").field("extra_words", &self.extra_words).finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// `extra_keys` are added to the built-in sensitive words (normalised the same way).
+    pub fn new(extra_keys: &[String], replacement: Replacement) -> Self {
+        let patterns: Vec<&str> = PATTERNS.iter().map(|(_, p)| *p).collect();
+        let values = Regex::new_many(&patterns).expect("built-in redaction patterns compile");
+        Self { extra_words: extra_keys.iter().map(|k| normalise(k)).collect(), replacement, values }
+    }
+
+    /// Redacts every text field of `ev`.
+    pub fn redact(&self, mut ev: Event) -> Redacted {
+        for field in [
+            &mut ev.path,
+            &mut ev.query,
+            &mut ev.referer,
+            &mut ev.user_agent,
+            &mut ev.message,
+            &mut ev.body,
+            &mut ev.request_id,
+            &mut ev.client_id,
+            &mut ev.user_id,
+            &mut ev.host,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.scrub_in_place(field);
+        }
+        for (name, value) in ev.headers.iter_mut() {
+            if self.is_sensitive_key(&normalise(name)) {
+                *value = self.replacement_for(value);
+            } else {
+                self.scrub_in_place(value);
+            }
+        }
+        self.scrub_in_place(&mut ev.raw);
+        Redacted(ev)
+    }
+
+    fn scrub_in_place(&self, s: &mut String) {
+        if let Some(clean) = self.scrub(s) {
+            *s = clean;
+        }
+    }
+
+    /// The redacted text, or `None` when nothing in `text` is secret (the common case, which
+    /// then costs no allocation).
+    pub fn scrub(&self, text: &str) -> Option<String> {
+        let mut spans = self.key_value_spans(text);
+        for m in self.values.find_iter(text) {
+            let (pattern, _) = PATTERNS[m.pattern().as_usize()];
+            let (start, end) = (m.start(), m.end());
+            if !bounded(text, start, end) && matches!(pattern, Pattern::Ssn | Pattern::Card | Pattern::Aws) {
+                continue;
+            }
+            match pattern {
+                Pattern::Card if !luhn(&text[start..end]) => continue,
+                Pattern::Ssn if !plausible_ssn(&text[start..end]) => continue,
+                // Keep the scheme and user, hide only the password.
+                Pattern::UrlPassword => {
+                    let colon = start + text[start..end].rfind(':').unwrap_or(0);
+                    spans.push((colon + 1, end - 1));
+                }
+                Pattern::Bearer => {
+                    let token_start = start
+                        + text[start..end].find(|c: char| c.is_whitespace() || c == '%' || c == '+').map_or(6, |i| i);
+                    let skip = text[token_start..end].find(|c: char| !(c.is_whitespace() || c == '+')).unwrap_or(0);
+                    let token_start =
+                        if text[token_start..].starts_with("%20") { token_start + 3 } else { token_start + skip };
+                    spans.push((token_start, end));
+                }
+                _ => spans.push((start, end)),
+            }
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        spans.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut pos = 0;
+        for (start, end) in spans {
+            if end <= pos {
+                continue;
+            }
+            let start = start.max(pos);
+            out.push_str(&text[pos..start]);
+            if start < end {
+                out.push_str(&self.replacement_for(&text[start..end]));
+            }
+            pos = end;
+        }
+        out.push_str(&text[pos..]);
+        Some(out)
+    }
+
+    fn replacement_for(&self, secret: &str) -> String {
+        match &self.replacement {
+            Replacement::Fixed => REDACTED.to_string(),
+            Replacement::KeyedHash(key) => {
+                let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+                mac.update(secret.as_bytes());
+                let digest = mac.finalize().into_bytes();
+                format!("[REDACTED:{}]", hex::encode(&digest[..4]))
+            }
+        }
+    }
+
+    fn is_sensitive_key(&self, norm: &str) -> bool {
+        if norm.is_empty() {
+            return false;
+        }
+        norm == "key"
+            || norm == "pass"
+            || norm == "pwd"
+            || SENSITIVE_WORDS.iter().any(|w| contains_word(norm, w))
+            || self.extra_words.iter().any(|w| norm.contains(w.as_str()))
+    }
+
+    /// Spans of the values of sensitive `key=value` / `"key": value` / `Key: value` pairs.
+    fn key_value_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let b = text.as_bytes();
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while let Some(off) = memchr::memchr2(b'=', b':', &b[i..]) {
+            let sep = i + off;
+            i = sep + 1;
+            // The key: word characters just before the separator, possibly inside quotes.
+            let mut key_end = sep;
+            while key_end > 0 && matches!(b[key_end - 1], b'"' | b'\'' | b' ' | b'\\') {
+                key_end -= 1;
+            }
+            let mut key_start = key_end;
+            while key_start > 0
+                && (b[key_start - 1].is_ascii_alphanumeric()
+                    || matches!(b[key_start - 1], b'_' | b'-' | b'.' | b'[' | b']'))
+            {
+                key_start -= 1;
+            }
+            if key_start == key_end {
+                continue;
+            }
+            // `http://` and friends are not key-value pairs.
+            if b[sep] == b':' && b.get(sep + 1) == Some(&b'/') {
+                continue;
+            }
+            let key = normalise(&text[key_start..key_end]);
+            if !self.is_sensitive_key(&key) {
+                continue;
+            }
+            let whole = WHOLE_VALUE_KEYS.contains(&key.as_str());
+            let mut v = sep + 1;
+            while v < b.len() && b[v] == b' ' {
+                v += 1;
+            }
+            let quote = match b.get(v) {
+                Some(&q @ (b'"' | b'\'')) => {
+                    v += 1;
+                    Some(q)
+                }
+                // JSON `\"` inside an already-quoted string (nested JSON in a message).
+                Some(b'\\') if b.get(v + 1) == Some(&b'"') => {
+                    v += 2;
+                    Some(b'\\')
+                }
+                _ => None,
+            };
+            let end = value_end(b, v, quote, whole, b[sep] == b'=');
+            if end > v {
+                spans.push((v, end));
+                i = end;
+            }
+        }
+        spans
+    }
+}
+
+fn value_end(b: &[u8], start: usize, quote: Option<u8>, whole: bool, equals: bool) -> usize {
+    let mut j = start;
+    while j < b.len() {
+        let c = b[j];
+        match quote {
+            Some(b'\\') if c == b'\\' && b.get(j + 1) == Some(&b'"') => return j,
+            Some(q) if q != b'\\' && c == b'\\' => j += 1,
+            Some(q) if c == q => return j,
+            Some(_) => {}
+            None if c == b'\n' || c == b'\r' || c == b'"' => return j,
+            None if whole => {}
+            None if matches!(c, b'&' | b' ' | b'\t' | b';' | b',' | b'}' | b']' | b')') => return j,
+            None if !equals && c == b'\'' => return j,
+            None => {}
+        }
+        j += 1;
+    }
+    b.len().min(j)
+}
+
+/// Whether `word` occurs in `norm` at a point where it is not obviously part of a longer
+/// word: `sessionid` and `x_session` yes, but `pin` must not hit `shipping` or `spinner`.
+fn contains_word(norm: &str, word: &str) -> bool {
+    match word {
+        "pin" | "ssn" | "cvv" => norm == word || norm.ends_with(word) && norm.len() <= word.len() + 4,
+        "session" => norm == "session" || norm.ends_with("session"),
+        _ => norm.contains(word),
+    }
+}
+
+/// Lowercase letters and digits only.
+pub fn normalise(key: &str) -> String {
+    key.bytes().filter(u8::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase() as char).collect()
+}
+
+/// True when the match is not glued to other word characters on either side.
+fn bounded(text: &str, start: usize, end: usize) -> bool {
+    let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    (start == 0 || !word(b[start - 1])) && (end == b.len() || !word(b[end]))
+}
+
+fn luhn(candidate: &str) -> bool {
+    let digits: Vec<u32> = candidate.bytes().filter(u8::is_ascii_digit).map(|c| u32::from(c - b'0')).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+fn plausible_ssn(s: &str) -> bool {
+    let area = &s[..3];
+    area != "000" && area != "666" && !area.starts_with('9') && &s[4..6] != "00" && &s[7..] != "0000"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r() -> Redactor {
+        Redactor::new(&["x-internal".to_string()], Replacement::Fixed)
+    }
+
+    fn scrub(s: &str) -> String {
+        r().scrub(s).unwrap_or_else(|| s.to_string())
+    }
+
+    #[test]
+    fn sensitive_keys_in_every_style() {
+        assert_eq!(scrub("/login?user=bob&password=hunter2&x=1"), "/login?user=bob&password=[REDACTED]&x=1");
+        assert_eq!(scrub(r#"{"apiKey":"k-123","n":1}"#), r#"{"apiKey":"[REDACTED]","n":1}"#);
+        assert_eq!(scrub("access_token=abc refresh-token=def"), "access_token=[REDACTED] refresh-token=[REDACTED]");
+        assert_eq!(
+            scrub(r#"{"user":{"credit_card":"4111 1111 1111 1111"}}"#),
+            r#"{"user":{"credit_card":"[REDACTED]"}}"#
+        );
+        assert_eq!(scrub("Authorization: Basic dXNlcjpwYXNz"), "Authorization: [REDACTED]");
+        assert_eq!(scrub("Cookie: sid=1; theme=dark"), "Cookie: [REDACTED]");
+        assert_eq!(scrub("x-internal=zzz"), "x-internal=[REDACTED]");
+        assert_eq!(scrub(r#"msg="{\"password\":\"p4ss\"}""#), r#"msg="{\"password\":\"[REDACTED]\"}""#);
+        assert_eq!(scrub(r#"{"ssn": 123456789}"#), r#"{"ssn": [REDACTED]}"#);
+    }
+
+    #[test]
+    fn innocent_keys_are_left_alone() {
+        for s in ["shipping=fast&spinner=1", "monkey=1", "http://example.com/a?page=2", "13:55:36 -0700"] {
+            assert_eq!(r().scrub(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn secret_values_anywhere() {
+        assert_eq!(scrub("paid with 4111-1111-1111-1111 ok"), "paid with [REDACTED] ok");
+        assert_eq!(scrub("card 4111111111111112"), "card 4111111111111112", "not Luhn-valid");
+        assert_eq!(scrub("ts 1700000000123"), "ts 1700000000123", "epoch millis are not cards");
+        assert_eq!(scrub("ssn 078-05-1120."), "ssn [REDACTED].");
+        assert_eq!(scrub("h: Bearer abcdefghijklmnop"), "h: Bearer [REDACTED]");
+        assert_eq!(scrub("t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig_abc"), "t=[REDACTED]");
+        assert_eq!(scrub("key AKIAIOSFODNN7EXAMPLE used"), "key [REDACTED] used");
+        assert_eq!(scrub("https://bob:s3cret@db.example.com/x"), "https://bob:[REDACTED]@db.example.com/x");
+        assert_eq!(
+            scrub("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- tail"),
+            "[REDACTED] tail"
+        );
+    }
+
+    #[test]
+    fn keyed_hash_correlates_without_revealing() {
+        let h = Redactor::new(&[], Replacement::KeyedHash(b"k".to_vec()));
+        let a = h.scrub("password=hunter2").unwrap();
+        let b = h.scrub("password=hunter2").unwrap();
+        let c = h.scrub("password=other").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("password=[REDACTED:") && !a.contains("hunter2"));
+    }
+
+    #[test]
+    fn redacts_every_field_of_an_event() {
+        let mut ev = Event { raw: "GET /x?token=abc".into(), query: Some("token=abc".into()), ..Event::default() };
+        ev.headers.insert("x-api-key".into(), "k1".into());
+        ev.headers.insert("accept".into(), "text/html".into());
+        let red = r().redact(ev);
+        let e = red.event();
+        assert_eq!(e.raw, "GET /x?token=[REDACTED]");
+        assert_eq!(e.query.as_deref(), Some("token=[REDACTED]"));
+        assert_eq!(e.headers["x-api-key"], REDACTED);
+        assert_eq!(e.headers["accept"], "text/html");
+    }
+}
