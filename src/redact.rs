@@ -12,6 +12,7 @@
 //!    found by one multi-pattern regex so each field is scanned once.
 
 use hmac::{Hmac, KeyInit, Mac};
+use regex_automata::Input;
 use regex_automata::meta::Regex;
 use sha2::Sha256;
 
@@ -160,28 +161,30 @@ impl Redactor {
     /// then costs no allocation).
     pub fn scrub(&self, text: &str) -> Option<String> {
         let mut spans = self.key_value_spans(text);
-        for m in self.values.find_iter(text) {
+        // A rejected candidate (a long number that fails Luhn) is retried one byte later, so
+        // a card glued behind other digits (`%204539...`) is still found.
+        let mut at = 0;
+        while let Some(m) = self.values.search(&Input::new(text).range(at..)) {
             let (pattern, _) = PATTERNS[m.pattern().as_usize()];
             let (start, end) = (m.start(), m.end());
-            if !bounded(text, start, end) && matches!(pattern, Pattern::Ssn | Pattern::Card | Pattern::Aws) {
+            let accepted = match pattern {
+                Pattern::Card => bounded(text, start, end) && luhn(&text[start..end]),
+                Pattern::Ssn => bounded(text, start, end) && plausible_ssn(&text[start..end]),
+                Pattern::Aws => bounded(text, start, end),
+                _ => true,
+            };
+            if !accepted {
+                at = start + 1;
                 continue;
             }
+            at = end;
             match pattern {
-                Pattern::Card if !luhn(&text[start..end]) => continue,
-                Pattern::Ssn if !plausible_ssn(&text[start..end]) => continue,
                 // Keep the scheme and user, hide only the password.
                 Pattern::UrlPassword => {
                     let colon = start + text[start..end].rfind(':').unwrap_or(0);
                     spans.push((colon + 1, end - 1));
                 }
-                Pattern::Bearer => {
-                    let token_start = start
-                        + text[start..end].find(|c: char| c.is_whitespace() || c == '%' || c == '+').map_or(6, |i| i);
-                    let skip = text[token_start..end].find(|c: char| !(c.is_whitespace() || c == '+')).unwrap_or(0);
-                    let token_start =
-                        if text[token_start..].starts_with("%20") { token_start + 3 } else { token_start + skip };
-                    spans.push((token_start, end));
-                }
+                Pattern::Bearer => spans.push((start + bearer_token_start(&text[start..end]), end)),
                 _ => spans.push((start, end)),
             }
         }
@@ -322,11 +325,21 @@ pub fn normalise(key: &str) -> String {
     key.bytes().filter(u8::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase() as char).collect()
 }
 
-/// True when the match is not glued to other word characters on either side.
+/// True when the match is not glued to other word characters on either side; a
+/// percent-escape such as `%20` before it counts as a separator.
 fn bounded(text: &str, start: usize, end: usize) -> bool {
     let b = text.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    (start == 0 || !word(b[start - 1])) && (end == b.len() || !word(b[end]))
+    let escaped =
+        start >= 3 && b[start - 3] == b'%' && b[start - 2].is_ascii_hexdigit() && b[start - 1].is_ascii_hexdigit();
+    (start == 0 || !word(b[start - 1]) || escaped) && (end == b.len() || !word(b[end]))
+}
+
+/// Offset of the token in `Bearer <token>`, past the separator (spaces, `+` or `%20`).
+fn bearer_token_start(m: &str) -> usize {
+    let rest = &m[6..];
+    let sep = if rest.starts_with("%20") { 3 } else { rest.len() - rest.trim_start_matches([' ', '\t', '+']).len() };
+    6 + sep
 }
 
 fn luhn(candidate: &str) -> bool {
@@ -386,6 +399,9 @@ mod tests {
     #[test]
     fn secret_values_anywhere() {
         assert_eq!(scrub("paid with 4111-1111-1111-1111 ok"), "paid with [REDACTED] ok");
+        assert_eq!(scrub("note=card%204539578763621486&x"), "note=card%20[REDACTED]&x");
+        assert_eq!(scrub("x=1234567890123 4539578763621486"), "x=1234567890123 [REDACTED]");
+        assert_eq!(scrub("h: Bearer%20abcdefghijklmnop"), "h: Bearer%20[REDACTED]");
         assert_eq!(scrub("card 4111111111111112"), "card 4111111111111112", "not Luhn-valid");
         assert_eq!(scrub("ts 1700000000123"), "ts 1700000000123", "epoch millis are not cards");
         assert_eq!(scrub("ssn 078-05-1120."), "ssn [REDACTED].");

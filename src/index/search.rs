@@ -4,7 +4,7 @@
 use std::ops::Bound;
 use std::time::Instant;
 
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::schema::Value;
 use tantivy::tokenizer::TokenizerManager;
@@ -66,6 +66,23 @@ impl Catalog {
             hits: top.into_iter().map(|(_, h)| h).collect(),
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// Calls `f` with every matching event, partition by partition, in no particular order.
+    /// For exports and verification, where a top-N would not do.
+    pub fn export(&self, req: &SearchRequest, mut f: impl FnMut(serde_json::Value)) -> Result<u64, SearchError> {
+        let query = self.parse_query(req)?;
+        let mut n = 0;
+        for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
+            let searcher = reader.searcher();
+            for addr in searcher.search(&query, &DocSetCollector)? {
+                let doc: TantivyDocument = searcher.doc(addr)?;
+                let source = doc.get_first(self.fields.source_json).and_then(|v| v.as_str()).unwrap_or("{}");
+                f(serde_json::from_str(source).unwrap_or(serde_json::Value::Null));
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     fn parse_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>, SearchError> {

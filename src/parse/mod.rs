@@ -8,8 +8,10 @@
 mod alb;
 mod combined;
 pub mod custom;
+mod errorlog;
 pub mod express;
 mod fields;
+mod haproxy;
 mod json;
 mod lexer;
 mod logfmt;
@@ -54,10 +56,15 @@ pub enum Kind {
     Express,
     Alb,
     W3c,
+    Haproxy,
+    /// nginx, apache and litespeed error logs.
+    ErrorLog,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::Json, Kind::W3c, Kind::Express, Kind::Alb, Kind::Combined, Kind::Logfmt];
+    /// In the order `auto` tries them.
+    pub const ALL: [Kind; 8] =
+        [Kind::Json, Kind::W3c, Kind::Express, Kind::Alb, Kind::Combined, Kind::Haproxy, Kind::ErrorLog, Kind::Logfmt];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +74,8 @@ impl Kind {
             Kind::Express => "express",
             Kind::Alb => "alb",
             Kind::W3c => "w3c",
+            Kind::Haproxy => "haproxy",
+            Kind::ErrorLog => "error_log",
         }
     }
 
@@ -78,6 +87,8 @@ impl Kind {
             "express" => Kind::Express,
             "alb" | "elb" => Kind::Alb,
             "w3c" | "iis" => Kind::W3c,
+            "haproxy" => Kind::Haproxy,
+            "error_log" | "errorlog" => Kind::ErrorLog,
             _ => return None,
         })
     }
@@ -91,6 +102,8 @@ impl Kind {
             Kind::Alb => alb::looks_like(line),
             Kind::Combined => line.contains('['),
             Kind::Logfmt => line.contains('='),
+            Kind::Haproxy => line.contains(" [") && line.contains('/'),
+            Kind::ErrorLog => line.starts_with('[') || line.starts_with(|c: char| c.is_ascii_digit()),
         }
     }
 }
@@ -120,6 +133,18 @@ impl FileParser {
     /// Parses one record (a line, or a header with its continuation lines) into `ev`.
     /// On error `ev` may be partly filled; the caller resets it.
     pub fn parse(&mut self, record: &str, ev: &mut Event) -> Result<(), ParseError> {
+        // Lines relayed through syslog carry its header in front of the real line.
+        if let Some((host, inner)) = syslog_prefix(record) {
+            self.parse_inner(inner, ev)?;
+            if ev.host.is_none() {
+                ev.host = Some(host.to_string());
+            }
+            return Ok(());
+        }
+        self.parse_inner(record, ev)
+    }
+
+    fn parse_inner(&mut self, record: &str, ev: &mut Event) -> Result<(), ParseError> {
         if let FormatSpec::Custom(f) = &self.spec {
             ev.format = "custom".into();
             return f.parse(record, ev);
@@ -160,8 +185,27 @@ impl FileParser {
             Kind::Express => express::parse(record, ev),
             Kind::Alb => alb::parse(record, ev),
             Kind::W3c => self.w3c.parse(record, ev).map(|_| ()),
+            Kind::Haproxy => haproxy::parse(record, ev),
+            Kind::ErrorLog => errorlog::parse(record, ev),
         }
     }
+}
+
+/// Splits `Jul  8 11:07:07 host nginx[2869]: <line>` into the host and the line.
+fn syslog_prefix(line: &str) -> Option<(&str, &str)> {
+    let b = line.as_bytes();
+    if b.len() < 20 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' || b[15] != b' ' {
+        return None;
+    }
+    if !b[..3].iter().all(u8::is_ascii_alphabetic)
+        || timestamp::parse_clf(&format!("01/{}/2000:00:00:00", &line[..3])).is_none()
+    {
+        return None;
+    }
+    let rest = &line[16..];
+    let (host, rest) = rest.split_once(' ')?;
+    let (tag, inner) = rest.split_once(": ")?;
+    (!tag.contains(' ') && !inner.is_empty()).then_some((host, inner))
 }
 
 #[cfg(test)]
@@ -179,6 +223,16 @@ mod tests {
         assert_eq!((ev.format.as_str(), ev.status), ("json", Some(200)));
         assert_eq!(p.detected(), Some(Kind::Combined));
         assert!(p.parse("complete garbage", &mut Event::default()).is_err());
+    }
+
+    #[test]
+    fn syslog_relayed_lines() {
+        let mut p = FileParser::new(FormatSpec::Auto);
+        let mut ev = Event::default();
+        p.parse(r#"Jul  8 11:07:07 web-1.internal nginx[2869]: 167.71.13.196 - - [08/Jul/2021:11:07:07 +0000] "GET /wp-config.php HTTP/1.1" 200 5 "-" "Go-http-client/1.1""#, &mut ev).unwrap();
+        assert_eq!(ev.path.as_deref(), Some("/wp-config.php"));
+        assert_eq!(ev.host.as_deref(), Some("web-1.internal"));
+        assert_eq!(syslog_prefix("Julia 8 11:07:07 x y: z"), None);
     }
 
     #[test]

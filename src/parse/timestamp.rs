@@ -111,6 +111,21 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     assemble((y, mo, d), (h, mi, sec), ms, off)
 }
 
+/// `Fri Oct 08 17:08:41.203277 2021` (apache error log, C `ctime`).
+pub fn parse_ctime(s: &str) -> Option<i64> {
+    let mut parts = s.split_ascii_whitespace();
+    let _weekday = parts.next()?;
+    let mo = month(parts.next()?.as_bytes())?;
+    let d = num(parts.next()?.as_bytes())?;
+    let time = parts.next()?.as_bytes();
+    let y = i64::from(num(parts.next()?.as_bytes())?);
+    if time.len() < 8 || time[2] != b':' || time[5] != b':' {
+        return None;
+    }
+    let (ms, _) = fraction_ms(&time[8..]);
+    assemble((y, mo, d), (num(&time[0..2])?, num(&time[3..5])?, num(&time[6..8])?), ms, 0)
+}
+
 /// A number of seconds, milliseconds or nanoseconds since the epoch, told apart by magnitude.
 pub fn from_epoch(v: f64) -> Option<i64> {
     if !v.is_finite() || v <= 0.0 {

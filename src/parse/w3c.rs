@@ -29,8 +29,7 @@ impl W3c {
         if self.fields.is_empty() {
             return Err(ParseError::invalid("W3C line before any #Fields: directive"));
         }
-        let sep: &[char] = if line.contains('\t') { &['\t'] } else { &[' '] };
-        let values: Vec<&str> = line.split(sep).filter(|v| !v.is_empty()).collect();
+        let values = split_columns(line);
         if values.len() != self.fields.len() {
             return Err(ParseError::invalid(format!(
                 "expected {} columns from #Fields:, found {}",
@@ -46,8 +45,8 @@ impl W3c {
                 continue;
             }
             match name.as_str() {
-                "date" => date = Some(value),
-                "time" => time = Some(value),
+                "date" | "date-local" => date = Some(value),
+                "time" | "time-local" => time = Some(value),
                 "cs-uri-stem" => stem = Some(value),
                 // IIS writes spaces as `+` in these two.
                 "cs(User-Agent)" | "cs(Referer)" => {
@@ -70,6 +69,32 @@ impl W3c {
         }
         Ok(Line::Request)
     }
+}
+
+/// Columns separated by spaces or tabs; a quoted column may hold spaces (its quotes dropped).
+fn split_columns(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = line.trim_start_matches([' ', '\t']);
+    while !rest.is_empty() {
+        let (value, after) = match rest.strip_prefix('"') {
+            // Inside quotes, `""` is a literal quote.
+            Some(q) => {
+                let b = q.as_bytes();
+                let mut end = 0;
+                while end < b.len() && !(b[end] == b'"' && b.get(end + 1) != Some(&b'"')) {
+                    end += if b[end] == b'"' { 2 } else { 1 };
+                }
+                (&q[..end.min(q.len())], q.get(end + 1..).unwrap_or(""))
+            }
+            None => {
+                let end = rest.find([' ', '\t']).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        out.push(value);
+        rest = after.trim_start_matches([' ', '\t']);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -96,5 +121,7 @@ mod tests {
         assert_eq!(ev.duration_ms, Some(1564.0));
         assert_eq!(ev.timestamp_ms, 1_333_238_413_000);
         assert!(w.parse("2012-04-01 00:00:13 too few", &mut Event::default()).is_err());
+        assert_eq!(split_columns("a  \"b c\"\t\"\" d"), ["a", "b c", "", "d"]);
+        assert_eq!(split_columns(r#"404 " ""garbage"" w/ spaces " 0"#), ["404", r#" ""garbage"" w/ spaces "#, "0"]);
     }
 }

@@ -1,0 +1,180 @@
+//! Helpers for black-box tests: start the real binary on loopback with temporary directories
+//! and talk to it over HTTP the way a user would.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_logwarden");
+
+/// A free port on loopback (bound then released; the daemon binds it right after).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `logwarden run` with `args` (the listen address is added), logging to `log`.
+    pub fn start(args: &[&str], log: &Path) -> Daemon {
+        let addr = free_addr();
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open daemon log");
+        let child = Command::new(BIN)
+            .arg("run")
+            .args(args)
+            .args(["--listen", &addr.to_string()])
+            .env("LOGWARDEN_LOG", "logwarden=debug,warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start logwarden");
+        let d = Daemon { child, addr, log: log.to_path_buf() };
+        d.wait_healthy(Duration::from_secs(30));
+        d
+    }
+
+    pub fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http_get(self.addr, "/health") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("daemon did not become healthy; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    /// SIGKILL: no chance to flush or commit.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL the daemon");
+        self.child.wait().expect("reap the daemon");
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                assert!(
+                    s.success(),
+                    "daemon exited with {s}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn search(&self, query: &str, limit: usize) -> serde_json::Value {
+        let path = format!("/api/v1/search?q={}&limit={limit}", encode(query));
+        let (status, body) = http_get(self.addr, &path).expect("search request");
+        assert_eq!(status, 200, "search {query:?} failed: {body}");
+        serde_json::from_str(&body).expect("search returns JSON")
+    }
+
+    pub fn total(&self, query: &str) -> u64 {
+        self.search(query, 1)["total"].as_u64().expect("total is a number")
+    }
+
+    /// Waits until `query` matches exactly `n` events.
+    pub fn wait_total(&self, query: &str, n: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut last = 0;
+        while Instant::now() < deadline {
+            last = self.total(query);
+            if last >= n {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        last
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a query string value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A minimal HTTP/1.1 GET: status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n.min(rest.len())]);
+        body = rest.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+/// A combined log line whose path carries `seq`, so every line can be found and counted.
+pub fn line(seq: u64) -> String {
+    format!(
+        "10.0.{}.{} - - [29/Nov/2026:10:{:02}:{:02} +0000] \"GET /item/{seq}?page=1 HTTP/1.1\" 200 512 \"-\" \"loadgen/1.0\" 0.{:03}\n",
+        seq / 250 % 250,
+        seq % 250,
+        seq / 60 % 60,
+        seq % 60,
+        seq % 1000
+    )
+}
+
+/// The corpus of third-party logs and attacks, from `LOGWARDEN_CORPUS` (default
+/// `../shared/corpus`). `None` (with a note) when absent, except under `CI=true`.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = std::env::var_os("LOGWARDEN_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("the corpus is missing at {} and CI=true", dir.display());
+    }
+    eprintln!("SKIP: corpus not found at {} (set LOGWARDEN_CORPUS)", dir.display());
+    None
+}
