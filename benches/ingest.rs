@@ -1,0 +1,173 @@
+//! End-to-end ingest benchmark: generates a realistic nginx combined log (request times, slow
+//! requests, errors, attacks, planted secrets), ingests it into a fresh data directory until
+//! everything is committed and searchable, and prints lines/s, MiB/s, CPU seconds, peak RSS
+//! and index bytes per raw byte. As references, the same already-parsed events written
+//! straight into the index (the ceiling the index sets), and GoAccess on the same file when
+//! it is installed.
+//!
+//! Run: `cargo bench --bench ingest` (1,000,000 lines), or
+//! `LOGWARDEN_BENCH_LINES=10000000 cargo bench --bench ingest`.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use logwarden::config::ConfigFile;
+use logwarden::daemon;
+use logwarden::demo::TrafficGenerator;
+use logwarden::event::{Event, Origin};
+use logwarden::index::search::SearchRequest;
+use logwarden::index::{Catalog, IndexStore};
+use logwarden::parse::{FileParser, FormatSpec, Kind};
+use logwarden::redact::{Redactor, Replacement};
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(") ").map_or("", |(_, a)| a);
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/self/stat (11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() { dir_bytes(&p) } else { e.metadata().map_or(0, |m| m.len()) }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument other than ours means another bench.
+    if std::env::args().skip(1).any(|a| !a.starts_with("--") && a != "ingest") {
+        return;
+    }
+    let lines: u64 = std::env::var("LOGWARDEN_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log = tmp.path().join("access.log");
+    let started = Instant::now();
+    {
+        let mut out = BufWriter::new(std::fs::File::create(&log).expect("create log"));
+        let mut g = TrafficGenerator::new(2026);
+        let t0 = 1_764_000_000_000i64;
+        for i in 0..lines {
+            // About 12 requests a second, so a million lines span a day boundary.
+            writeln!(out, "{}", g.line(t0 + i as i64 * 83)).expect("write");
+        }
+    }
+    let raw_bytes = std::fs::metadata(&log).expect("log").len();
+    let mib = raw_bytes as f64 / 1_048_576.0;
+    println!("generated {lines} lines, {mib:.1} MiB in {:.1}s", started.elapsed().as_secs_f64());
+
+    // logwarden: tail -> parse -> redact -> index, until committed.
+    let mut cfg = ConfigFile::parse("bench", "").expect("defaults");
+    cfg.data_dir = tmp.path().join("data");
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let summary = daemon::ingest(&cfg, FormatSpec::Auto, std::slice::from_ref(&log), &|_, _| {}).expect("ingest");
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let catalog = Catalog::open(&cfg.data_dir.join("index")).expect("open index");
+    let searchable = catalog
+        .search(&SearchRequest { query: "*".into(), from_ms: None, to_ms: None, limit: 1 })
+        .expect("search")
+        .total;
+    assert_eq!(searchable, summary.indexed, "everything indexed is searchable");
+    let index_bytes = dir_bytes(&cfg.data_dir);
+    let lw_rate = lines as f64 / secs;
+    println!(
+        "logwarden ingest     {:>10.0} lines/s {:>7.1} MiB/s  cpu {:>6.1}s  peak RSS {:>6.0} MiB  index/raw {:.2}  ({} indexed, {} unparsed, {} skipped)",
+        lw_rate,
+        mib / secs,
+        cpu,
+        peak_rss_mib(),
+        index_bytes as f64 / raw_bytes as f64,
+        summary.indexed,
+        summary.parse_errors,
+        summary.skipped
+    );
+
+    // Reference: the same events, already parsed and redacted, straight into the index.
+    let text = std::fs::read_to_string(&log).expect("read log");
+    let mut parser = FileParser::new(FormatSpec::Fixed(Kind::Combined));
+    let redactor = Redactor::new(&[], Replacement::Fixed);
+    let mut offset = 0u64;
+    let prepared: Vec<_> = text
+        .lines()
+        .map(|l| {
+            let mut ev = Event::default();
+            parser.parse(l, &mut ev).expect("generated lines parse");
+            ev.raw = l.to_string();
+            ev.id = format!("ref:{offset}");
+            let origin = Origin {
+                fingerprint: "ref".into(),
+                offset,
+                end_offset: offset + l.len() as u64 + 1,
+                path: "ref".into(),
+            };
+            offset = origin.end_offset;
+            (origin, redactor.redact(ev))
+        })
+        .collect();
+    drop(text);
+    let ref_dir = tmp.path().join("ref");
+    let t = Instant::now();
+    let catalog = Catalog::open(&ref_dir).expect("catalog");
+    let (mut store, _) = IndexStore::open(catalog, cfg.index.writer_memory_mb << 20, 3650).expect("store");
+    for (origin, ev) in &prepared {
+        store.add(origin, ev).expect("add");
+    }
+    store.close().expect("close");
+    let ref_secs = t.elapsed().as_secs_f64();
+    let ref_rate = lines as f64 / ref_secs;
+    println!(
+        "index only (ceiling) {:>10.0} lines/s {:>7.1} MiB/s  logwarden = {:.2}x of the ceiling",
+        ref_rate,
+        mib / ref_secs,
+        lw_rate / ref_rate
+    );
+
+    // Reference: GoAccess computing its JSON report from the same file.
+    let report = tmp.path().join("report.json");
+    let t = Instant::now();
+    let goaccess = Command::new("goaccess")
+        .arg(&log)
+        .args([
+            "--log-format=%h %^[%d:%t %^] \"%r\" %s %b \"%R\" \"%u\" %T",
+            "--date-format=%d/%b/%Y",
+            "--time-format=%H:%M:%S",
+            "--no-progress",
+            "-o",
+        ])
+        .arg(&report)
+        .output();
+    match goaccess {
+        Ok(out) if out.status.success() => {
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "goaccess report      {:>10.0} lines/s {:>7.1} MiB/s  logwarden = {:.2}x goaccess",
+                lines as f64 / s,
+                mib / s,
+                lw_rate / (lines as f64 / s)
+            );
+        }
+        _ => println!("goaccess             not installed (apt-get install goaccess) - skipped"),
+    }
+}

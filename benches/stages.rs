@@ -1,0 +1,162 @@
+//! Criterion micro-benchmarks, one per stage: each parser, redaction, and index writing.
+//! Run: `cargo bench --bench stages`.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use logwarden::demo::TrafficGenerator;
+use logwarden::event::{Event, Origin};
+use logwarden::index::{Catalog, IndexStore};
+use logwarden::parse::{FileParser, FormatSpec, Kind};
+use logwarden::redact::{Redactor, Replacement};
+
+const LINES: &[(&str, &str)] = &[
+    (
+        "combined",
+        r#"83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36" 0.123"#,
+    ),
+    (
+        "json",
+        r#"{"level":30,"time":1700000000123,"pid":1,"hostname":"web-1","req":{"id":7,"method":"POST","url":"/api/users/42?x=1","headers":{"user-agent":"curl/8"},"remoteAddress":"10.0.0.9"},"res":{"statusCode":201},"responseTime":12.5,"msg":"request completed"}"#,
+    ),
+    (
+        "logfmt",
+        r#"at=info method=GET path="/api/items/9?q=a" host=example.com request_id=abc fwd="1.2.3.4" status=503 duration=1200ms bytes=52"#,
+    ),
+    (
+        "express",
+        "[2025-11-25T10:30:45Z] INFO: POST /api/auth/login - 200 (45ms)\n  requestId: 9f1c\n  duration: 45ms\n  responseSize: 0.45KB",
+    ),
+    (
+        "alb",
+        r#"https 2020-01-01T00:55:04.127531Z app/my-alb/abcdef 1.2.3.4:2817 10.0.0.1:80 0.001 0.102 0.000 200 200 225 24950 "GET https://www.example.com:443/path/index.html HTTP/1.1" "Mozilla/5.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2"#,
+    ),
+    (
+        "haproxy",
+        r#"4.3.2.1:55008 [25/Sep/2018:06:05:27.584] ft_https~ bk_https/abc 0/0/0/72/72 200 7456 - - ---- 5/4/0/1/0 0/0 "POST /user/ HTTP/1.1""#,
+    ),
+    (
+        "error_log",
+        r#"2021/09/30 09:23:53 [error] 1925800#1925800: *17 open() failed, client: 127.0.0.1, server: _, request: "GET /admin HTTP/1.1", host: "example.com""#,
+    ),
+];
+
+fn parsers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse");
+    for (name, line) in LINES {
+        let kind = Kind::from_name(name).expect("known format");
+        group.throughput(Throughput::Bytes(line.len() as u64));
+        group.bench_function(*name, |b| {
+            let mut p = FileParser::new(FormatSpec::Fixed(kind));
+            b.iter(|| {
+                let mut ev = Event::default();
+                p.parse(std::hint::black_box(line), &mut ev).expect("parses");
+                ev
+            })
+        });
+    }
+    let w3c_header = "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status sc-substatus sc-win32-status time-taken";
+    let w3c_line =
+        "2012-04-01 00:00:13 10.10.10.10 GET /foo/bar topCat=1 80 - 5.6.7.8 Mozilla/5.0+(Windows) 200 0 0 1564";
+    group.throughput(Throughput::Bytes(w3c_line.len() as u64));
+    group.bench_function("w3c", |b| {
+        let mut p = FileParser::new(FormatSpec::Fixed(Kind::W3c));
+        p.parse(w3c_header, &mut Event::default()).expect("header");
+        b.iter(|| {
+            let mut ev = Event::default();
+            p.parse(std::hint::black_box(w3c_line), &mut ev).expect("parses");
+            ev
+        })
+    });
+    let custom = logwarden::parse::CustomFormat::nginx(r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time"#)
+        .expect("compiles");
+    let line = LINES[0].1;
+    group.throughput(Throughput::Bytes(line.len() as u64));
+    group.bench_function("custom_nginx", |b| {
+        let mut p = FileParser::new(FormatSpec::Custom(custom.clone().into()));
+        b.iter(|| {
+            let mut ev = Event::default();
+            p.parse(std::hint::black_box(line), &mut ev).expect("parses");
+            ev
+        })
+    });
+    group.bench_function("auto_combined", |b| {
+        let mut p = FileParser::new(FormatSpec::Auto);
+        b.iter(|| {
+            let mut ev = Event::default();
+            p.parse(std::hint::black_box(line), &mut ev).expect("parses");
+            ev
+        })
+    });
+    group.finish();
+}
+
+fn events(n: usize) -> Vec<Event> {
+    let mut g = TrafficGenerator::new(42);
+    let mut p = FileParser::new(FormatSpec::Fixed(Kind::Combined));
+    (0..n)
+        .map(|i| {
+            let line = g.line(1_764_000_000_000 + i as i64 * 10);
+            let mut ev = Event::default();
+            p.parse(&line, &mut ev).expect("generated lines parse");
+            ev.raw = line;
+            ev.id = format!("bench:{i}");
+            ev
+        })
+        .collect()
+}
+
+fn redaction(c: &mut Criterion) {
+    let evs = events(1000);
+    let bytes: usize = evs.iter().map(|e| e.raw.len()).sum();
+    let redactor = Redactor::new(&[], Replacement::Fixed);
+    let mut group = c.benchmark_group("redact");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("1000_generated_events", |b| {
+        b.iter_batched(
+            || evs.clone(),
+            |evs| evs.into_iter().map(|e| redactor.redact(e)).collect::<Vec<_>>(),
+            BatchSize::LargeInput,
+        )
+    });
+    let hashed = Redactor::new(&[], Replacement::KeyedHash(b"bench-key".to_vec()));
+    group.bench_function("1000_generated_events_hashed", |b| {
+        b.iter_batched(
+            || evs.clone(),
+            |evs| evs.into_iter().map(|e| hashed.redact(e)).collect::<Vec<_>>(),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn indexing(c: &mut Criterion) {
+    let redactor = Redactor::new(&[], Replacement::Fixed);
+    let evs: Vec<_> = events(10_000).into_iter().map(|e| redactor.redact(e)).collect();
+    let mut group = c.benchmark_group("index");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(evs.len() as u64));
+    group.bench_function("write_and_commit_10000_events", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().expect("tempdir"),
+            |dir| {
+                let catalog = Catalog::open(dir.path()).expect("catalog");
+                let (mut store, _) = IndexStore::open(catalog, 64 << 20, 14).expect("store");
+                for (i, e) in evs.iter().enumerate() {
+                    let origin = Origin {
+                        fingerprint: "bench".into(),
+                        offset: i as u64,
+                        end_offset: i as u64 + 1,
+                        path: "b".into(),
+                    };
+                    store.add(&origin, e).expect("add");
+                }
+                store.close().expect("close");
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parsers, redaction, indexing);
+criterion_main!(benches);
