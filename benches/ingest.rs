@@ -56,7 +56,8 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument other than ours means another bench.
-    if std::env::args().skip(1).any(|a| !a.starts_with("--") && a != "ingest") {
+    // Test runners list benchmarks with `--list`; that must not run a million-line ingest.
+    if std::env::args().skip(1).any(|a| a == "--list" || (!a.starts_with("--") && a != "ingest")) {
         return;
     }
     let lines: u64 = std::env::var("LOGWARDEN_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);

@@ -331,33 +331,54 @@ fn glob_base(pattern: &str) -> Option<PathBuf> {
     dir.is_dir().then(|| dir.to_path_buf())
 }
 
-/// Reads standard input until it closes, as one source named `stdin-<start time>`.
+/// Reads standard input until it closes, as one source named `stdin-<start time>`. A reader
+/// thread blocks on stdin; this loop frames what it reads and, when input goes quiet, emits a
+/// held multi-line record instead of waiting for the next line.
 pub fn read_stdin(tx: SyncSender<Batch>, max_line: usize, shutdown: Arc<AtomicBool>) {
     let fp = format!(
         "stdin-{}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
     );
-    let mut framer = Framer::new(0, max_line);
-    let mut stdin = std::io::stdin().lock();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut records = Vec::new();
-    loop {
-        let n = match stdin.read(&mut buf) {
-            Ok(0) => {
-                framer.finish(&mut records);
-                0
+    let (chunks_tx, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; 64 * 1024];
+            match stdin.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if chunks_tx.send(buf).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "stdin read failed");
+                    return;
+                }
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "stdin read failed");
+        }
+    });
+    let mut framer = Framer::new(0, max_line);
+    let mut records = Vec::new();
+    while !shutdown.load(Ordering::Relaxed) {
+        let closed = match chunks.recv_timeout(MULTILINE_QUIET) {
+            Ok(chunk) => {
+                framer.push(&chunk, &mut records);
+                false
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                framer.flush_pending(&mut records);
+                false
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 framer.finish(&mut records);
-                0
+                true
             }
         };
-        framer.push(&buf[..n], &mut records);
         let batch = to_items(&mut records, &fp, "stdin", 0);
-        if (!batch.is_empty() && tx.send(batch).is_err()) || n == 0 || shutdown.load(Ordering::Relaxed) {
+        if (!batch.is_empty() && tx.send(batch).is_err()) || closed {
             return;
         }
     }
