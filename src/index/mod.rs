@@ -188,7 +188,7 @@ impl IndexStore {
         let store = Self {
             catalog,
             writers: HashMap::new(),
-            memory_budget: memory_budget.max(15_000_000),
+            memory_budget,
             positions: resume.clone(),
             previous: resume.clone(),
             positions_changed: false,
@@ -220,7 +220,9 @@ impl IndexStore {
                 .map_err(|e| IndexError::Tantivy { partition: name.to_string(), source: e.into() })?;
             let index = Index::open_or_create(dir, self.catalog.schema.clone()).map_err(Catalog::tantivy(name))?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-            let writer = index.writer_with_num_threads(threads, self.memory_budget).map_err(Catalog::tantivy(name))?;
+            // tantivy needs at least 15 MB per indexing thread.
+            let budget = self.memory_budget.max(threads * 16_000_000);
+            let writer = index.writer_with_num_threads(threads, budget).map_err(Catalog::tantivy(name))?;
             self.writers.insert(name.to_string(), PartitionWriter { writer, dirty: false, last_used: Instant::now() });
         }
         let w = self.writers.get_mut(name).expect("inserted above");
@@ -263,6 +265,12 @@ impl IndexStore {
     /// Commits every partition written since the last commit, with the positions reached.
     /// Returns `None` when there was nothing to commit.
     pub fn commit(&mut self) -> Result<Option<CommitStats>, IndexError> {
+        self.commit_round(usize::MAX)
+    }
+
+    /// Commits at most `limit` partitions of the round: tests pass a smaller limit to leave a
+    /// round half committed, as a crash between two partition commits would.
+    fn commit_round(&mut self, limit: usize) -> Result<Option<CommitStats>, IndexError> {
         let mut round: Vec<String> = self.writers.iter().filter(|(_, w)| w.dirty).map(|(n, _)| n.clone()).collect();
         if round.is_empty() && !self.positions_changed {
             return Ok(None);
@@ -283,12 +291,15 @@ impl IndexStore {
             previous: self.previous.clone(),
         };
         let text = serde_json::to_string(&payload).expect("payload serialises");
-        for name in &round {
+        for name in round.iter().take(limit) {
             let w = self.writers.get_mut(name).expect("round partitions have writers");
             let mut prepared = w.writer.prepare_commit().map_err(Catalog::tantivy(name))?;
             prepared.set_payload(&text);
             prepared.commit().map_err(Catalog::tantivy(name))?;
             w.dirty = false;
+        }
+        if limit < round.len() {
+            return Ok(None);
         }
         for name in &round {
             self.catalog.refresh(name)?;
@@ -334,4 +345,81 @@ impl IndexStore {
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search::SearchRequest;
+    use super::*;
+    use crate::event::Event;
+    use crate::redact::{Redactor, Replacement};
+
+    const DAY: i64 = 86_400_000;
+
+    fn event(ts: i64, offset: u64) -> (Origin, Redacted) {
+        let origin = Origin { fingerprint: "f".into(), offset, end_offset: offset + 10, path: "p".into() };
+        let ev = Event { id: origin.event_id(), timestamp_ms: ts, raw: format!("line {offset}"), ..Event::default() };
+        (origin, Redactor::new(&[], Replacement::Fixed).redact(ev))
+    }
+
+    fn ids(catalog: &Catalog) -> Vec<String> {
+        let mut ids = Vec::new();
+        let req = SearchRequest { query: String::new(), from_ms: None, to_ms: None, limit: 1 };
+        catalog.export(&req, |hit| ids.push(hit["id"].as_str().unwrap_or_default().to_string())).expect("export");
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_round_cut_short_is_replayed_without_duplicates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = 1_764_000_000_000;
+        {
+            let (mut store, resume) =
+                IndexStore::open(Catalog::open(dir.path()).expect("catalog"), 0, 3650).expect("open");
+            assert!(resume.is_empty());
+            let (o, e) = event(t, 0);
+            store.add(&o, &e).expect("add");
+            store.commit().expect("commit");
+            // A round over two days, and a crash after the first day committed.
+            for (i, ts) in [t + DAY, t, t + DAY].into_iter().enumerate() {
+                let (o, e) = event(ts, 10 * (i as u64 + 1));
+                store.add(&o, &e).expect("add");
+            }
+            store.commit_round(1).expect("half a round");
+        }
+        let (mut store, resume) =
+            IndexStore::open(Catalog::open(dir.path()).expect("catalog"), 0, 3650).expect("reopen");
+        assert_eq!(resume["f"], 10, "resume after the last complete round");
+        for (i, ts) in [t + DAY, t, t + DAY].into_iter().enumerate() {
+            let (o, e) = event(ts, 10 * (i as u64 + 1));
+            store.add(&o, &e).expect("replay");
+        }
+        store.close().expect("close");
+        let catalog = Catalog::open(dir.path()).expect("catalog");
+        assert_eq!(ids(&catalog), ["f:0", "f:10", "f:20", "f:30"]);
+        let (_, resume) = IndexStore::open(catalog, 0, 3650).expect("reopen");
+        assert_eq!(resume["f"], 40);
+    }
+
+    #[test]
+    fn retention_drops_whole_old_days_but_keeps_the_last_round() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open(dir.path()).expect("catalog");
+        let (mut store, _) = IndexStore::open(catalog.clone(), 0, 7).expect("open");
+        let now = now_ms();
+        let (o, e) = event(now - 30 * DAY, 0);
+        store.add(&o, &e).expect("add");
+        store.commit().expect("commit");
+        assert!(store.apply_retention().expect("retention").is_empty(), "it holds the newest positions");
+        let (o, e) = event(now, 10);
+        store.add(&o, &e).expect("add");
+        store.commit().expect("commit");
+        assert_eq!(store.apply_retention().expect("retention"), [partition_of(now - 30 * DAY)]);
+        assert_eq!(catalog.partitions(), [partition_of(now)]);
+        assert_eq!(ids(&catalog), ["f:10"]);
+        store.close().expect("close");
+        let (_, resume) = IndexStore::open(Catalog::open(dir.path()).expect("catalog"), 0, 7).expect("reopen");
+        assert_eq!(resume["f"], 20, "positions survive the dropped partition");
+    }
 }
