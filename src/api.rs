@@ -66,6 +66,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "parse_errors": IngestCounters::get(&c.parse_errors),
         "skipped": IngestCounters::get(&c.skipped),
         "last_commit_ms": c.last_commit_ms.load(Ordering::Relaxed),
+        "sources": c.per_source.lock().map(|m| json!(*m)).unwrap_or(serde_json::Value::Null),
     });
     let status = if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, Json(body)).into_response()

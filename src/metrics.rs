@@ -1,7 +1,11 @@
 //! Counters the pipeline updates and the API reads. Plain atomics: the hot path pays one
 //! relaxed increment per event and never takes a lock for them.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use serde::Serialize;
 
 #[derive(Debug, Default)]
 pub struct IngestCounters {
@@ -15,6 +19,18 @@ pub struct IngestCounters {
     pub last_commit_ms: AtomicI64,
     /// Set when the pipeline stopped on an error it cannot recover from (disk full, ...).
     pub failed: AtomicBool,
+    /// Per source file, published by the pipeline at each commit (not per event).
+    pub per_source: Mutex<BTreeMap<String, SourceCounts>>,
+}
+
+/// What one source file has produced since the daemon started.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SourceCounts {
+    pub records: u64,
+    pub parse_errors: u64,
+    pub skipped: u64,
+    /// The format `auto` detected, or the configured one.
+    pub format: Option<String>,
 }
 
 impl IngestCounters {

@@ -3,7 +3,7 @@
 //! what makes "positions up to here are indexed" true at every commit; tantivy's own indexing
 //! threads do the heavy lifting behind `add`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::index::{IndexError, IndexStore, now_ms};
-use crate::metrics::IngestCounters;
+use crate::metrics::{IngestCounters, SourceCounts};
 use crate::parse::{FileParser, FormatSpec};
 use crate::redact::Redactor;
 use crate::source::{Batch, Item, SourceRecord};
@@ -24,6 +24,7 @@ pub struct Pipeline {
     redactor: Redactor,
     store: IndexStore,
     counters: Arc<IngestCounters>,
+    per_source: BTreeMap<String, SourceCounts>,
 }
 
 impl Pipeline {
@@ -35,7 +36,7 @@ impl Pipeline {
         store: IndexStore,
         counters: Arc<IngestCounters>,
     ) -> Self {
-        Self { specs, parsers: HashMap::new(), filter, redactor, store, counters }
+        Self { specs, parsers: HashMap::new(), filter, redactor, store, counters, per_source: BTreeMap::new() }
     }
 
     /// Builds the event of one record; a record no parser accepts becomes an unparsed event.
@@ -76,14 +77,21 @@ impl Pipeline {
         {
             tracing::info!(path = %rec.origin.path, format = kind.name(), "detected log format");
         }
+        let counts = self.per_source.entry(rec.origin.path.clone()).or_default();
+        counts.records += 1;
+        if counts.format.is_none() {
+            counts.format = parser.detected().map(|k| k.name().to_string());
+        }
         if ev.parse_error.is_some() {
             IngestCounters::add(&self.counters.parse_errors, 1);
+            counts.parse_errors += 1;
         }
         if !ev.flags.is_empty() {
             IngestCounters::add(&self.counters.flagged, 1);
         }
         if self.filter.skip(&ev).is_some() {
             IngestCounters::add(&self.counters.skipped, 1);
+            counts.skipped += 1;
             self.store.advance(&rec.origin.fingerprint, rec.origin.end_offset);
             return Ok(());
         }
@@ -98,6 +106,9 @@ impl Pipeline {
         if let Some(stats) = self.store.commit()? {
             IngestCounters::add(&self.counters.commits, 1);
             self.counters.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+            if let Ok(mut published) = self.counters.per_source.lock() {
+                published.clone_from(&self.per_source);
+            }
             tracing::debug!(
                 docs = stats.docs,
                 partitions = stats.partitions,

@@ -60,7 +60,12 @@ fn hostile_lines_are_kept_flagged_and_the_daemon_survives() {
     assert!(unparsed["parse_error"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(unparsed["raw"].as_str().expect("raw").contains("not a request log line"));
 
-    let (status, _) = common::http_get(d.addr, "/health").expect("health");
+    let (status, body) = common::http_get(d.addr, "/health").expect("health");
     assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let per_file = &health["sources"][path.to_str().expect("utf-8")];
+    assert_eq!(per_file["records"], 7, "{body}");
+    assert_eq!(per_file["parse_errors"], 1, "unparsed lines are counted per source: {body}");
+    assert_eq!(per_file["format"], "combined");
     d.stop();
 }
