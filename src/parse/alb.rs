@@ -77,11 +77,11 @@ mod tests {
     #[test]
     fn alb_line() {
         let mut ev = Event::default();
-        parse(r#"https 2020-01-01T00:55:04.127531Z app/my-alb/abcdef 1.2.3.4:2817 10.0.0.1:80 0.001 0.102 0.000 200 200 225 24950 "GET https://www.example.com:443/path/index.html HTTP/1.1" "Mozilla/5.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2"#, &mut ev).unwrap();
-        assert_eq!(ev.client_ip.as_deref(), Some("1.2.3.4"));
+        parse(r#"https 2020-01-01T00:55:04.127531Z app/front-lb/0f3c 198.51.100.4:40112 10.1.2.3:8080 0.001 0.102 0.000 200 200 225 24950 "GET https://shop.example.net:443/cart/view.html HTTP/1.1" "Mozilla/5.0" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2"#, &mut ev).unwrap();
+        assert_eq!(ev.client_ip.as_deref(), Some("198.51.100.4"));
         assert_eq!(ev.status, Some(200));
         assert_eq!(ev.duration_ms.map(|d| d.round()), Some(103.0));
-        assert_eq!(ev.route.as_deref(), Some("/path/index.html"));
+        assert_eq!(ev.route.as_deref(), Some("/cart/view.html"));
         assert_eq!(ev.bytes_sent, Some(24950));
         assert!(looks_like(
             r#"https 2020-01-01T00:55:04.127531Z app/x 1.2.3.4:1 - -1 -1 -1 460 - 1 2 "GET / HTTP/1.1""#
@@ -91,7 +91,7 @@ mod tests {
     #[test]
     fn elb_tcp_line_without_request() {
         let mut ev = Event::default();
-        parse(r#"2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 0.001069 0.000028 0.000041 - - 82 305 "- - - " "-" - -"#, &mut ev).unwrap();
+        parse(r#"2015-05-13T23:39:43.945958Z classic-lb 192.0.2.61:5120 10.1.2.3:443 0.001069 0.000028 0.000041 - - 82 305 "- - - " "-" - -"#, &mut ev).unwrap();
         assert_eq!((ev.method, ev.status), (None, None));
         assert_eq!(ev.bytes_sent, Some(305));
     }

@@ -68,16 +68,16 @@ mod tests {
     #[test]
     fn http_log_line() {
         let mut ev = Event::default();
-        parse(r#"4.3.2.1:55008 [25/Sep/2018:06:05:27.584] ft_https~ bk_https/abc 0/0/0/72/72 200 7456 - - ---- 5/4/0/1/0 0/0 "POST /user/ HTTP/1.1""#, &mut ev).unwrap();
-        assert_eq!(ev.client_ip.as_deref(), Some("4.3.2.1"));
+        parse(r#"192.0.2.41:51544 [25/Sep/2018:06:05:27.584] web_tls~ app_pool/node2 0/0/0/72/72 200 7456 - - ---- 5/4/0/1/0 0/0 "POST /account/ HTTP/1.1""#, &mut ev).unwrap();
+        assert_eq!(ev.client_ip.as_deref(), Some("192.0.2.41"));
         assert_eq!((ev.status, ev.bytes_sent, ev.duration_ms), (Some(200), Some(7456), Some(72.0)));
-        assert_eq!(ev.path.as_deref(), Some("/user/"));
+        assert_eq!(ev.path.as_deref(), Some("/account/"));
         assert_eq!(ev.timestamp_ms, 1_537_855_527_584);
         assert!(
             parse("1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.0\" 200 1", &mut Event::default()).is_err()
         );
         let mut ev = Event::default();
-        parse("192.168.1.4:50033 [28/Feb/2025:02:43:10.123] frontend/backend: SSL handshake failure", &mut ev).unwrap();
+        parse("192.0.2.42:60000 [28/Feb/2025:02:43:10.123] web_tls/bind1: SSL handshake failure", &mut ev).unwrap();
         assert_eq!(ev.message.as_deref(), Some("SSL handshake failure"));
     }
 }

@@ -106,13 +106,13 @@ mod tests {
     #[test]
     fn caddy_durations_are_seconds_and_traefik_nanoseconds() {
         let ev = p(
-            r#"{"level":"info","ts":1703373474.8155608,"logger":"http.log.access","request":{"remote_ip":"1.2.3.4","method":"GET","host":"example.com","uri":"/beta/","headers":{"User-Agent":["Firefox"]}},"duration":0.5,"size":3609,"status":200}"#,
+            r#"{"level":"info","ts":1703373474.8155608,"logger":"http.log.access","request":{"remote_ip":"192.0.2.5","method":"GET","host":"example.com","uri":"/shop/","headers":{"User-Agent":["Firefox"]}},"duration":0.5,"size":3609,"status":200}"#,
         );
         assert_eq!((ev.duration_ms, ev.status, ev.bytes_sent), (Some(500.0), Some(200), Some(3609)));
         assert_eq!(ev.user_agent.as_deref(), Some("Firefox"));
         assert_eq!(ev.host.as_deref(), Some("example.com"));
         let ev = p(
-            r#"{"ClientHost":"1.2.3.4","DownstreamStatus":404,"Duration":2500000,"RequestMethod":"GET","RequestPath":"/x?id=1","StartUTC":"2023-08-11T11:39:21.773Z"}"#,
+            r#"{"ClientHost":"192.0.2.6","DownstreamStatus":404,"Duration":2500000,"RequestMethod":"GET","RequestPath":"/x?id=1","StartUTC":"2023-08-11T11:39:21.773Z"}"#,
         );
         assert_eq!((ev.duration_ms, ev.status), (Some(2.5), Some(404)));
         assert_eq!(ev.query.as_deref(), Some("id=1"));

@@ -108,20 +108,20 @@ mod tests {
         w.parse("#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status sc-substatus sc-win32-status time-taken", &mut ev).unwrap();
         let mut ev = Event::default();
         w.parse(
-            "2012-04-01 00:00:13 10.10.10.10 GET /foo/bar topCat=1 80 - 5.6.7.8 Mozilla/5.0+(Windows) 200 0 0 1564",
+            "2023-03-14 08:15:00 10.20.30.40 GET /catalog/item q=lamp 443 - 198.51.100.12 Mozilla/5.0+(Windows) 200 0 0 1564",
             &mut ev,
         )
         .unwrap();
         assert_eq!(ev.method.as_deref(), Some("GET"));
-        assert_eq!(ev.path.as_deref(), Some("/foo/bar"));
-        assert_eq!(ev.query.as_deref(), Some("topCat=1"));
-        assert_eq!(ev.client_ip.as_deref(), Some("5.6.7.8"));
+        assert_eq!(ev.path.as_deref(), Some("/catalog/item"));
+        assert_eq!(ev.query.as_deref(), Some("q=lamp"));
+        assert_eq!(ev.client_ip.as_deref(), Some("198.51.100.12"));
         assert_eq!(ev.user_agent.as_deref(), Some("Mozilla/5.0 (Windows)"));
         assert_eq!(ev.status, Some(200));
         assert_eq!(ev.duration_ms, Some(1564.0));
-        assert_eq!(ev.timestamp_ms, 1_333_238_413_000);
+        assert_eq!(ev.timestamp_ms, 1_678_781_700_000);
         assert!(w.parse("2012-04-01 00:00:13 too few", &mut Event::default()).is_err());
         assert_eq!(split_columns("a  \"b c\"\t\"\" d"), ["a", "b c", "", "d"]);
-        assert_eq!(split_columns(r#"404 " ""garbage"" w/ spaces " 0"#), ["404", r#" ""garbage"" w/ spaces "#, "0"]);
+        assert_eq!(split_columns(r#"404 "say ""hi"" there" 0"#), ["404", r#"say ""hi"" there"#, "0"]);
     }
 }
