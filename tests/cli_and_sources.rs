@@ -197,3 +197,37 @@ fn api_errors_are_400_with_a_message() {
     assert_eq!(status, 200, "{body}");
     d.stop();
 }
+
+#[test]
+fn config_file_sources_with_exclude_and_fixed_format() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    std::fs::write(
+        logs.join("app.log"),
+        r#"{"time":"2026-11-29T10:00:00Z","method":"GET","url":"/a/1","status":200}"#.to_string() + "\n",
+    )
+    .expect("write");
+    std::fs::write(
+        logs.join("debug.log"),
+        r#"{"time":"2026-11-29T10:00:00Z","method":"GET","url":"/debug","status":200}"#.to_string() + "\n",
+    )
+    .expect("write");
+    let cfg = tmp.path().join("lw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[[sources]]\ninclude = [{:?}]\nexclude = [{:?}]\nformat = \"json\"\nread_from = \"beginning\"\n",
+            tmp.path().join("data").display().to_string(),
+            format!("{}/*.log", logs.display()),
+            format!("{}/debug*", logs.display()),
+        ),
+    )
+    .expect("write config");
+    let d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")], &tmp.path().join("d.log"));
+    assert_eq!(d.wait_total("*", 1, Duration::from_secs(20)), 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(d.total("*"), 1, "the excluded file is not read");
+    assert_eq!(d.total("format:json AND route:\"/a/:id\""), 1);
+    d.stop();
+}
