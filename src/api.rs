@@ -65,6 +65,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "events_indexed": IngestCounters::get(&c.events_indexed),
         "parse_errors": IngestCounters::get(&c.parse_errors),
         "skipped": IngestCounters::get(&c.skipped),
+        "attacks": IngestCounters::get(&c.attacks),
         "last_commit_ms": c.last_commit_ms.load(Ordering::Relaxed),
         "sources": c.per_source.lock().map(|m| json!(*m)).unwrap_or(serde_json::Value::Null),
     });

@@ -76,6 +76,11 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check or evaluate the anomaly rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Search the index of the data directory.
     Search {
         #[command(flatten)]
@@ -94,6 +99,30 @@ pub enum Command {
         /// Query, e.g. 'status:500 AND route:"/api/users/:id"'.
         #[arg(default_value = "*")]
         query: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load the rules and run every rule's examples and counter-examples.
+    Check {
+        /// A directory of extra rule files, added to the built-in pack.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Run labelled request cases (JSON Lines) through parsing, redaction and the rules.
+    Eval {
+        /// Files of cases: method, uri, headers, body, family, expect.
+        #[arg(long = "cases", required = true)]
+        cases: Vec<PathBuf>,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Score at which a case counts as detected.
+        #[arg(long, default_value_t = 5)]
+        threshold: u32,
+        /// Print only the per-case JSON lines, no table.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -37,6 +37,24 @@ pub struct ConfigFile {
     pub index: IndexConfig,
     pub redact: RedactConfig,
     pub filter: FilterConfig,
+    pub rules: RulesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    pub enabled: bool,
+    /// Extra rule files (`*.toml`), added to the built-in pack and reloaded when they change.
+    pub dir: Option<PathBuf>,
+    /// An event whose anomaly score reaches this is an attack.
+    #[serde(deserialize_with = "positive_u32")]
+    pub anomaly_threshold: u32,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self { enabled: true, dir: None, anomaly_threshold: 5 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +182,7 @@ impl Default for ConfigFile {
             index: IndexConfig::default(),
             redact: RedactConfig::default(),
             filter: FilterConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }

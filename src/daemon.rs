@@ -16,6 +16,7 @@ use crate::metrics::IngestCounters;
 use crate::parse::FormatSpec;
 use crate::pipeline::Pipeline;
 use crate::redact::{Redactor, Replacement};
+use crate::rules::Detector;
 use crate::source::{self, Batch, FileSettings, FileSource, Framer};
 
 /// Batches in flight between the sources and the pipeline; beyond this, reading waits.
@@ -64,7 +65,15 @@ fn build(cfg: &ConfigFile, specs: Vec<FormatSpec>) -> Result<Parts, DaemonError>
     let (store, resume) =
         IndexStore::open(catalog.clone(), cfg.index.writer_memory_mb * 1024 * 1024, cfg.index.retention_days)?;
     let counters = Arc::new(IngestCounters::default());
-    let pipeline = Pipeline::new(specs, Filter::new(&cfg.filter), redactor(cfg)?, store, counters.clone());
+    let detector = if cfg.rules.enabled {
+        Some(
+            Detector::new(cfg.rules.dir.as_deref(), cfg.rules.anomaly_threshold)
+                .map_err(|e| DaemonError::Config(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let pipeline = Pipeline::new(specs, Filter::new(&cfg.filter), redactor(cfg)?, detector, store, counters.clone());
     Ok(Parts { catalog, pipeline, resume: resume.into_iter().collect(), counters })
 }
 

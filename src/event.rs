@@ -101,10 +101,32 @@ pub struct Event {
     /// Rule ids that matched, filled by the rules stage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<String>,
-    #[serde(default)]
+    /// Families of the rules that matched (sqli, xss, scanner, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<String>,
+    /// Sum of the scores of the rules that matched.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub anomaly_score: u32,
+    /// Highest severity among the rules that matched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// The score reached the anomaly threshold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attack: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What the rules stage found, applied to a redacted event in one go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnomalyTags {
+    pub rules: Vec<String>,
+    pub families: Vec<String>,
+    pub score: u32,
+    pub severity: Option<String>,
+    pub attack: bool,
 }
 
 impl Event {

@@ -29,4 +29,5 @@ pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod redact;
+pub mod rules;
 pub mod source;

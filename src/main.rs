@@ -73,6 +73,7 @@ fn main() -> Result<()> {
                 summary.bytes as f64 / 1_048_576.0 / summary.seconds.max(0.001)
             );
         }
+        Command::Rules { command } => rules(command)?,
         Command::Search { common, from, to, limit, json, query } => {
             let cfg = cli::load(&common)?;
             let catalog = Catalog::open(&cfg.data_dir.join("index")).context("opening the index")?;
@@ -156,5 +157,37 @@ fn demo(listen: std::net::SocketAddr, rate: u32) -> Result<()> {
     );
     daemon::run(cfg, false)?;
     drop(dir);
+    Ok(())
+}
+
+fn rules(command: cli::RulesCommand) -> Result<()> {
+    use logwarden::redact::{Redactor, Replacement};
+    use logwarden::rules::{Detector, RuleSet, eval};
+    match command {
+        cli::RulesCommand::Check { rules } => {
+            let set = RuleSet::load(rules.as_deref())?;
+            let checked = set.check()?;
+            println!("{} rules loaded, {checked} examples and counter-examples pass", set.len());
+        }
+        cli::RulesCommand::Eval { cases, rules, threshold, json } => {
+            let detector = Detector::new(rules.as_deref(), threshold)?;
+            let redactor = Redactor::new(&[], Replacement::Fixed);
+            let mut tallies = std::collections::BTreeMap::new();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for path in &cases {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    let case: serde_json::Value = serde_json::from_str(line)
+                        .with_context(|| format!("{}:{}: not a JSON case", path.display(), n + 1))?;
+                    let result = eval::evaluate(&case, &redactor, &detector);
+                    eval::count(&mut tallies, &result);
+                    writeln!(out, "{}", serde_json::to_string(&result)?)?;
+                }
+            }
+            if !json {
+                write!(out, "\n{}", eval::table(&tallies))?;
+            }
+        }
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub struct IngestCounters {
     pub parse_errors: AtomicU64,
     pub skipped: AtomicU64,
     pub flagged: AtomicU64,
+    pub attacks: AtomicU64,
     pub commits: AtomicU64,
     pub last_commit_ms: AtomicI64,
     /// Set when the pipeline stopped on an error it cannot recover from (disk full, ...).

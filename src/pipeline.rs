@@ -15,6 +15,7 @@ use crate::index::{IndexError, IndexStore, now_ms};
 use crate::metrics::{IngestCounters, SourceCounts};
 use crate::parse::{FileParser, FormatSpec};
 use crate::redact::Redactor;
+use crate::rules::Detector;
 use crate::source::{Batch, Item, SourceRecord};
 
 pub struct Pipeline {
@@ -25,6 +26,7 @@ pub struct Pipeline {
     store: IndexStore,
     counters: Arc<IngestCounters>,
     per_source: BTreeMap<String, SourceCounts>,
+    detector: Option<Detector>,
 }
 
 impl Pipeline {
@@ -33,10 +35,20 @@ impl Pipeline {
         specs: Vec<FormatSpec>,
         filter: Filter,
         redactor: Redactor,
+        detector: Option<Detector>,
         store: IndexStore,
         counters: Arc<IngestCounters>,
     ) -> Self {
-        Self { specs, parsers: HashMap::new(), filter, redactor, store, counters, per_source: BTreeMap::new() }
+        Self {
+            specs,
+            parsers: HashMap::new(),
+            filter,
+            redactor,
+            store,
+            counters,
+            per_source: BTreeMap::new(),
+            detector,
+        }
     }
 
     /// Builds the event of one record; a record no parser accepts becomes an unparsed event.
@@ -56,6 +68,9 @@ impl Pipeline {
     }
 
     fn process(&mut self, batch: Batch) -> Result<(), IndexError> {
+        if let Some(d) = &mut self.detector {
+            d.refresh();
+        }
         for item in batch {
             match item {
                 Item::Position { fingerprint, offset } => self.store.advance(&fingerprint, offset),
@@ -95,7 +110,14 @@ impl Pipeline {
             self.store.advance(&rec.origin.fingerprint, rec.origin.end_offset);
             return Ok(());
         }
-        let redacted = self.redactor.redact(ev);
+        let mut redacted = self.redactor.redact(ev);
+        if let Some(d) = &self.detector {
+            let tags = d.tags(redacted.event());
+            if tags.attack {
+                IngestCounters::add(&self.counters.attacks, 1);
+            }
+            redacted.tag(tags);
+        }
         self.store.add(&rec.origin, &redacted)?;
         IngestCounters::add(&self.counters.events_indexed, 1);
         Ok(())

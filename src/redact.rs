@@ -16,7 +16,7 @@ use regex_automata::Input;
 use regex_automata::meta::Regex;
 use sha2::Sha256;
 
-use crate::event::Event;
+use crate::event::{AnomalyTags, Event};
 
 /// The replacement text when secrets are not hashed.
 pub const REDACTED: &str = "[REDACTED]";
@@ -70,10 +70,12 @@ impl Redacted {
     }
 
     /// Tags set by the rules stage; they are rule ids and scores, never log text.
-    pub fn set_anomalies(&mut self, ids: Vec<String>, score: u32, severity: Option<String>) {
-        self.0.anomalies = ids;
-        self.0.anomaly_score = score;
-        self.0.severity = severity;
+    pub fn tag(&mut self, tags: AnomalyTags) {
+        self.0.anomalies = tags.rules;
+        self.0.families = tags.families;
+        self.0.anomaly_score = tags.score;
+        self.0.severity = tags.severity;
+        self.0.attack = tags.attack;
     }
 }
 

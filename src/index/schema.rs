@@ -39,6 +39,9 @@ pub struct Fields {
     pub unparsed: Field,
     pub flags: Field,
     pub anomalies: Field,
+    pub families: Field,
+    pub anomaly_score: Field,
+    pub attack: Field,
     pub source_json: Field,
     keywords: Vec<Field>,
     texts: Vec<Field>,
@@ -54,6 +57,9 @@ pub fn build() -> (Schema, Fields) {
     let unparsed = b.add_bool_field("unparsed", INDEXED);
     let flags = b.add_text_field("flags", STRING);
     let anomalies = b.add_text_field("anomalies", STRING);
+    let families = b.add_text_field("family", STRING);
+    let anomaly_score = b.add_u64_field("anomaly_score", INDEXED | FAST);
+    let attack = b.add_bool_field("attack", INDEXED);
     let keywords = KEYWORD_FIELDS.iter().map(|n| b.add_text_field(n, STRING)).collect();
     let texts = TEXT_FIELDS.iter().map(|n| b.add_text_field(n, TEXT)).collect();
     let source_json = b.add_text_field("_source", STORED);
@@ -69,6 +75,9 @@ pub fn build() -> (Schema, Fields) {
             unparsed,
             flags,
             anomalies,
+            families,
+            anomaly_score,
+            attack,
             source_json,
             keywords,
             texts,
@@ -99,6 +108,11 @@ impl Fields {
         for a in &ev.anomalies {
             doc.add_text(self.anomalies, a);
         }
+        for f in &ev.families {
+            doc.add_text(self.families, f);
+        }
+        doc.add_u64(self.anomaly_score, u64::from(ev.anomaly_score));
+        doc.add_bool(self.attack, ev.attack);
         let keywords = [
             ("method", ev.method.as_deref()),
             ("route", ev.route.as_deref()),

@@ -36,7 +36,18 @@ pub enum SearchError {
     #[error("invalid query: {0}")]
     Query(String),
     #[error("search failed: {0}")]
-    Internal(#[from] tantivy::TantivyError),
+    Internal(tantivy::TantivyError),
+}
+
+impl From<tantivy::TantivyError> for SearchError {
+    /// Schema errors at search time come from the query (`field:*` on a field that is not
+    /// fast, a range on a text field): the client's mistake, not ours.
+    fn from(e: tantivy::TantivyError) -> Self {
+        match e {
+            tantivy::TantivyError::SchemaError(m) | tantivy::TantivyError::InvalidArgument(m) => SearchError::Query(m),
+            other => SearchError::Internal(other),
+        }
+    }
 }
 
 impl Catalog {

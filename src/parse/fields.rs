@@ -196,14 +196,16 @@ pub fn apply(ev: &mut Event, key: &str, v: &Value, duration_unit: Unit) -> bool 
         | "reqheadersuseragent"
         | "agent"
         | "ua"
-        | "csuseragent" => set(&mut ev.user_agent, v),
+        | "csuseragent"
+        | "headersuseragent" => set(&mut ev.user_agent, v),
         "referer"
         | "referrer"
         | "httpreferer"
         | "requestreferer"
         | "requestheadersreferer"
         | "reqheadersreferer"
-        | "csreferer" => set(&mut ev.referer, v),
+        | "csreferer"
+        | "headersreferer" => set(&mut ev.referer, v),
         "host" | "requesthost" | "servername" | "httphost" | "vhost" | "cshost" => set(&mut ev.host, v),
         "proto" | "protocol" | "requestproto" | "requestprotocol" | "serverprotocol" | "httpversion" | "csversion" => {
             set(&mut ev.protocol, v)
