@@ -127,6 +127,27 @@ fn redaction(c: &mut Criterion) {
     group.finish();
 }
 
+fn rules(c: &mut Criterion) {
+    let detector = logwarden::rules::Detector::new(None, 5).expect("built-in rules");
+    let evs = events(1000);
+    // Request text the rules read: path, query, user-agent and referer.
+    let bytes: usize = evs
+        .iter()
+        .map(|e| {
+            [&e.path, &e.query, &e.user_agent, &e.referer]
+                .iter()
+                .map(|f| f.as_deref().map_or(0, str::len))
+                .sum::<usize>()
+        })
+        .sum();
+    let mut group = c.benchmark_group("rules");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("1000_generated_events", |b| {
+        b.iter(|| evs.iter().map(|e| detector.tags(e).score).sum::<u32>())
+    });
+    group.finish();
+}
+
 fn indexing(c: &mut Criterion) {
     let redactor = Redactor::new(&[], Replacement::Fixed);
     let evs: Vec<_> = events(10_000).into_iter().map(|e| redactor.redact(e)).collect();
@@ -157,5 +178,5 @@ fn indexing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsers, redaction, indexing);
+criterion_group!(benches, parsers, redaction, rules, indexing);
 criterion_main!(benches);

@@ -22,34 +22,57 @@ pub enum Transform {
     Base64Decode,
 }
 
+/// Applies `transforms` in order. Each step leaves the text borrowed when it has nothing to
+/// change, which is the common case for clean traffic, so most fields cost no allocation.
 pub fn apply<'a>(input: &'a str, transforms: &[Transform]) -> Cow<'a, str> {
     let mut s = Cow::Borrowed(input);
     for t in transforms {
-        let next = match t {
-            Transform::UrlDecode => {
-                let mut cur = s.into_owned();
-                // `+` means a space only in the text as sent; after one decoding it is a plus.
-                for round in 0..4 {
-                    let d = url_decode(&cur, round == 0);
-                    if d == cur {
-                        break;
-                    }
-                    cur = d;
-                }
-                Cow::Owned(cur)
-            }
-            Transform::UnicodeDecode => Cow::Owned(fullwidth_to_ascii(&unicode_decode(&s))),
-            Transform::HtmlEntityDecode => Cow::Owned(html_decode(&s)),
-            Transform::Lowercase => Cow::Owned(s.to_lowercase()),
-            Transform::CompressWhitespace => Cow::Owned(s.split_whitespace().collect::<Vec<_>>().join(" ")),
-            Transform::RemoveComments => Cow::Owned(remove_comments(&s)),
-            Transform::RemoveNulls => Cow::Owned(s.replace('\0', "")),
-            Transform::NormalizePath => Cow::Owned(normalize_path(&s)),
-            Transform::Base64Decode => Cow::Owned(base64_decode(&s).unwrap_or_else(|| s.to_string())),
-        };
-        s = next;
+        if let Some(changed) = step(&s, *t) {
+            s = Cow::Owned(changed);
+        }
     }
     s
+}
+
+/// One transform, or `None` when it would not change `s`.
+fn step(s: &str, t: Transform) -> Option<String> {
+    match t {
+        Transform::UrlDecode => {
+            if !s.contains(['%', '+']) {
+                return None;
+            }
+            let mut cur = s.to_string();
+            // `+` means a space only in the text as sent; after one decoding it is a plus.
+            for round in 0..4 {
+                let d = url_decode(&cur, round == 0);
+                if d == cur {
+                    break;
+                }
+                cur = d;
+            }
+            Some(cur)
+        }
+        Transform::UnicodeDecode => {
+            let fullwidth = s.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c));
+            (s.contains("%u") || fullwidth).then(|| fullwidth_to_ascii(&unicode_decode(s)))
+        }
+        Transform::HtmlEntityDecode => s.contains('&').then(|| html_decode(s)),
+        Transform::Lowercase => s.chars().any(char::is_uppercase).then(|| s.to_lowercase()),
+        Transform::CompressWhitespace => {
+            let b = s.as_bytes();
+            let messy = b.windows(2).any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
+                || b.iter().any(|c| matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+                || b.first().is_some_and(u8::is_ascii_whitespace)
+                || b.last().is_some_and(u8::is_ascii_whitespace);
+            messy.then(|| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+        Transform::RemoveComments => (s.contains("/*") || s.contains("<!--")).then(|| remove_comments(s)),
+        Transform::RemoveNulls => s.contains('\0').then(|| s.replace('\0', "")),
+        Transform::NormalizePath => {
+            (s.contains('\\') || s.contains("/./") || s.contains("//")).then(|| normalize_path(s))
+        }
+        Transform::Base64Decode => base64_decode(s),
+    }
 }
 
 fn hex(c: u8) -> Option<u8> {
