@@ -1,32 +1,71 @@
-//! The ingest pipeline: record -> parse -> filter -> redact -> index, then commit on an
-//! interval. One thread runs it so events of a file reach the index in file order, which is
-//! what makes "positions up to here are indexed" true at every commit; tantivy's own indexing
-//! threads do the heavy lifting behind `add`.
+//! The ingest pipeline: record -> parse -> filter -> redact -> rules -> index, committing on an
+//! interval.
+//!
+//! Three kinds of threads, so the CPU-heavy middle runs on every core while the order of
+//! events, which is what makes "positions up to here are indexed" true at each commit, is kept:
+//!
+//! ```text
+//! source batches -> parse + filter (1 thread, per-file parser state)
+//!                -> redact + rules (N workers, stateless)
+//!                -> index (1 thread, re-orders by sequence number, adds, commits)
+//! ```
+//!
+//! Every batch gets a sequence number when it is parsed; the index stage applies batches
+//! strictly in that order, so a file's events and positions reach the index in file order
+//! whichever worker finished first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
-use crate::event::Event;
+use crate::event::{Event, Origin};
 use crate::filter::Filter;
 use crate::index::{IndexError, IndexStore, now_ms};
 use crate::metrics::{IngestCounters, SourceCounts};
 use crate::parse::{FileParser, FormatSpec};
-use crate::redact::Redactor;
+use crate::redact::{Redacted, Redactor};
 use crate::rules::Detector;
 use crate::source::{Batch, Item, SourceRecord};
 
-pub struct Pipeline {
+/// Records per unit of work handed to a worker.
+const CHUNK: usize = 1024;
+/// Units of work in flight per worker.
+const QUEUE: usize = 4;
+
+/// What the parse stage hands on. Events are by far the common variant, so they are kept
+/// inline rather than boxed: boxing would cost an allocation per event for the rare `Advance`.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Event(Origin, Event),
+    Advance(String, u64),
+}
+
+/// What the workers hand to the index stage (inline for the same reason as `Parsed`).
+#[allow(clippy::large_enum_variant)]
+enum Ready {
+    Add(Origin, Redacted),
+    Advance(String, u64),
+}
+
+/// The parse stage: the only one with per-file state.
+struct Parse {
     specs: Vec<FormatSpec>,
     parsers: HashMap<String, FileParser>,
     filter: Filter,
-    redactor: Redactor,
-    store: IndexStore,
     counters: Arc<IngestCounters>,
     per_source: BTreeMap<String, SourceCounts>,
+    last_publish: Instant,
+}
+
+pub struct Pipeline {
+    parse: Parse,
+    redactor: Redactor,
     detector: Option<Detector>,
+    store: IndexStore,
+    counters: Arc<IngestCounters>,
+    workers: usize,
 }
 
 impl Pipeline {
@@ -39,16 +78,16 @@ impl Pipeline {
         store: IndexStore,
         counters: Arc<IngestCounters>,
     ) -> Self {
-        Self {
+        let parse = Parse {
             specs,
             parsers: HashMap::new(),
             filter,
-            redactor,
-            store,
-            counters,
+            counters: counters.clone(),
             per_source: BTreeMap::new(),
-            detector,
-        }
+            last_publish: Instant::now(),
+        };
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+        Self { parse, redactor, detector, store, counters, workers }
     }
 
     /// Builds the event of one record; a record no parser accepts becomes an unparsed event.
@@ -67,26 +106,118 @@ impl Pipeline {
         ev
     }
 
-    fn process(&mut self, batch: Batch) -> Result<(), IndexError> {
-        if let Some(d) = &mut self.detector {
-            d.refresh();
+    /// Consumes batches until every sender hangs up or `shutdown` is set, committing every
+    /// `interval`; then commits a last time and closes the index. Batches still queued at
+    /// shutdown are not lost: their positions were not committed, so they are read again.
+    pub fn run(self, rx: Receiver<Batch>, interval: Duration, shutdown: &AtomicBool) -> Result<(), IndexError> {
+        let Pipeline { mut parse, redactor, detector, store, counters, workers } = self;
+        let (ready_tx, ready_rx) = sync_channel::<(u64, Vec<Ready>)>(workers * QUEUE);
+        std::thread::scope(|scope| {
+            let mut work_txs = Vec::with_capacity(workers);
+            for i in 0..workers {
+                let (tx, rx) = sync_channel::<(u64, Vec<Parsed>)>(QUEUE);
+                work_txs.push(tx);
+                let (ready_tx, redactor, mut detector, counters) =
+                    (ready_tx.clone(), redactor.clone(), detector.clone(), counters.clone());
+                std::thread::Builder::new()
+                    .name(format!("redact-{i}"))
+                    .spawn_scoped(scope, move || {
+                        for (seq, items) in rx {
+                            if let Some(d) = &mut detector {
+                                d.refresh();
+                            }
+                            let ready = items
+                                .into_iter()
+                                .map(|p| prepare(p, &redactor, detector.as_ref(), &counters))
+                                .collect();
+                            if ready_tx.send((seq, ready)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawn redact worker");
+            }
+            drop(ready_tx);
+            std::thread::Builder::new()
+                .name("parse".into())
+                .spawn_scoped(scope, move || parse.run(rx, work_txs, shutdown))
+                .expect("spawn parse thread");
+            index_loop(store, ready_rx, &counters, interval)
+        })
+    }
+}
+
+/// Redacts and tags one parsed item.
+fn prepare(p: Parsed, redactor: &Redactor, detector: Option<&Detector>, counters: &IngestCounters) -> Ready {
+    match p {
+        Parsed::Advance(fp, offset) => Ready::Advance(fp, offset),
+        Parsed::Event(origin, ev) => {
+            let mut redacted = redactor.redact(ev);
+            if let Some(d) = detector {
+                let tags = d.tags(redacted.event());
+                if tags.attack {
+                    IngestCounters::add(&counters.attacks, 1);
+                }
+                redacted.tag(tags);
+            }
+            Ready::Add(origin, redacted)
         }
-        for item in batch {
-            match item {
-                Item::Position { fingerprint, offset } => self.store.advance(&fingerprint, offset),
-                Item::Record(rec) => self.record(&rec)?,
+    }
+}
+
+impl Parse {
+    /// Parses batches in arrival order, numbering each unit of work, and deals them out to the
+    /// workers in turn. Stops on shutdown or when the sources hang up; dropping the senders
+    /// then stops the workers and, after them, the index stage.
+    fn run(&mut self, rx: Receiver<Batch>, workers: Vec<SyncSender<(u64, Vec<Parsed>)>>, shutdown: &AtomicBool) {
+        let mut seq = 0u64;
+        while !shutdown.load(Ordering::Relaxed) {
+            if self.last_publish.elapsed() >= Duration::from_millis(500) {
+                self.publish();
+            }
+            let batch = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut out = Vec::with_capacity(batch.len().min(CHUNK));
+            for item in batch {
+                out.push(match item {
+                    Item::Position { fingerprint, offset } => Parsed::Advance(fingerprint, offset),
+                    Item::Record(rec) => self.record(rec),
+                });
+                if out.len() == CHUNK {
+                    let chunk = std::mem::replace(&mut out, Vec::with_capacity(CHUNK));
+                    if workers[seq as usize % workers.len()].send((seq, chunk)).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+            }
+            if !out.is_empty() {
+                if workers[seq as usize % workers.len()].send((seq, out)).is_err() {
+                    return;
+                }
+                seq += 1;
             }
         }
-        Ok(())
+        self.publish();
     }
 
-    fn record(&mut self, rec: &SourceRecord) -> Result<(), IndexError> {
+    fn publish(&mut self) {
+        if let Ok(mut published) = self.counters.per_source.lock() {
+            published.clone_from(&self.per_source);
+        }
+        self.last_publish = Instant::now();
+    }
+
+    fn record(&mut self, rec: SourceRecord) -> Parsed {
         IngestCounters::add(&self.counters.records_read, 1);
         IngestCounters::add(&self.counters.bytes_read, rec.origin.end_offset - rec.origin.offset);
         let spec = self.specs.get(rec.source_idx).cloned().unwrap_or(FormatSpec::Auto);
         let parser = self.parsers.entry(rec.origin.fingerprint.clone()).or_insert_with(|| FileParser::new(spec));
         let before = parser.detected();
-        let ev = Self::event_of(parser, rec);
+        let ev = Pipeline::event_of(parser, &rec);
         if before.is_none()
             && let Some(kind) = parser.detected()
         {
@@ -107,62 +238,67 @@ impl Pipeline {
         if self.filter.skip(&ev).is_some() {
             IngestCounters::add(&self.counters.skipped, 1);
             counts.skipped += 1;
-            self.store.advance(&rec.origin.fingerprint, rec.origin.end_offset);
-            return Ok(());
+            return Parsed::Advance(rec.origin.fingerprint, rec.origin.end_offset);
         }
-        let mut redacted = self.redactor.redact(ev);
-        if let Some(d) = &self.detector {
-            let tags = d.tags(redacted.event());
-            if tags.attack {
-                IngestCounters::add(&self.counters.attacks, 1);
-            }
-            redacted.tag(tags);
-        }
-        self.store.add(&rec.origin, &redacted)?;
-        IngestCounters::add(&self.counters.events_indexed, 1);
-        Ok(())
+        Parsed::Event(rec.origin, ev)
     }
+}
 
-    fn commit(&mut self) -> Result<(), IndexError> {
-        let started = Instant::now();
-        if let Some(stats) = self.store.commit()? {
-            IngestCounters::add(&self.counters.commits, 1);
-            self.counters.last_commit_ms.store(now_ms(), Ordering::Relaxed);
-            if let Ok(mut published) = self.counters.per_source.lock() {
-                published.clone_from(&self.per_source);
-            }
-            tracing::debug!(
-                docs = stats.docs,
-                partitions = stats.partitions,
-                took_ms = started.elapsed().as_millis() as u64,
-                "committed"
-            );
-        }
-        Ok(())
-    }
-
-    /// Consumes batches until every sender hangs up or `shutdown` is set, committing every
-    /// `interval`; then commits a last time and closes the index. Batches still queued at
-    /// shutdown are not lost: their positions were not committed, so they are read again.
-    pub fn run(mut self, rx: Receiver<Batch>, interval: Duration, shutdown: &AtomicBool) -> Result<(), IndexError> {
-        let mut last_commit = Instant::now();
-        let mut last_retention: Option<Instant> = None;
-        while !shutdown.load(Ordering::Relaxed) {
-            let timeout = interval.saturating_sub(last_commit.elapsed());
-            match rx.recv_timeout(timeout) {
-                Ok(batch) => self.process(batch)?,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if last_commit.elapsed() >= interval {
-                self.commit()?;
-                last_commit = Instant::now();
-                if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
-                    self.store.apply_retention()?;
-                    last_retention = Some(Instant::now());
+/// Applies work in sequence order and commits every `interval`, until the workers hang up.
+fn index_loop(
+    mut store: IndexStore,
+    ready: Receiver<(u64, Vec<Ready>)>,
+    counters: &IngestCounters,
+    interval: Duration,
+) -> Result<(), IndexError> {
+    let mut next = 0u64;
+    let mut early: BTreeMap<u64, Vec<Ready>> = BTreeMap::new();
+    let mut last_commit = Instant::now();
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        let timeout = interval.saturating_sub(last_commit.elapsed());
+        match ready.recv_timeout(timeout) {
+            Ok((seq, items)) => {
+                early.insert(seq, items);
+                while let Some(items) = early.remove(&next) {
+                    for item in items {
+                        match item {
+                            Ready::Advance(fp, offset) => store.advance(&fp, offset),
+                            Ready::Add(origin, ev) => {
+                                store.add(&origin, &ev)?;
+                                IngestCounters::add(&counters.events_indexed, 1);
+                            }
+                        }
+                    }
+                    next += 1;
                 }
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-        self.store.close()
+        if last_commit.elapsed() >= interval {
+            commit(&mut store, counters)?;
+            last_commit = Instant::now();
+            if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                store.apply_retention()?;
+                last_retention = Some(Instant::now());
+            }
+        }
     }
+    store.close()
+}
+
+fn commit(store: &mut IndexStore, counters: &IngestCounters) -> Result<(), IndexError> {
+    let started = Instant::now();
+    if let Some(stats) = store.commit()? {
+        IngestCounters::add(&counters.commits, 1);
+        counters.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+        tracing::debug!(
+            docs = stats.docs,
+            partitions = stats.partitions,
+            took_ms = started.elapsed().as_millis() as u64,
+            "committed"
+        );
+    }
+    Ok(())
 }

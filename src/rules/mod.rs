@@ -351,13 +351,15 @@ impl RuleSet {
 }
 
 /// The rules stage of the pipeline: the current rule set, swapped in when the rule directory
-/// changes. The pipeline asks for the newest set once per batch, so matching never takes a lock.
+/// changes. Each pipeline worker holds a clone and asks for the newest set once per batch, so
+/// matching never takes a lock.
+#[derive(Clone)]
 pub struct Detector {
     current: Arc<RuleSet>,
     seen: u64,
     threshold: u32,
     shared: Arc<Shared>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<Arc<Mutex<notify::RecommendedWatcher>>>,
 }
 
 struct Shared {
@@ -371,7 +373,7 @@ impl Detector {
     pub fn new(dir: Option<&Path>, threshold: u32) -> Result<Self, RuleError> {
         let set = Arc::new(RuleSet::load(dir)?);
         let shared = Arc::new(Shared { generation: AtomicU64::new(0), latest: Mutex::new(set.clone()) });
-        let watcher = dir.and_then(|d| watch(d, shared.clone()));
+        let watcher = dir.and_then(|d| watch(d, shared.clone())).map(|w| Arc::new(Mutex::new(w)));
         Ok(Self { current: set, seen: 0, threshold, shared, _watcher: watcher })
     }
 
