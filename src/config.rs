@@ -61,6 +61,32 @@ impl Default for RulesConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// Bearer tokens; `LOGWARDEN_API_TOKEN` adds one admin token.
+    pub tokens: Vec<TokenConfig>,
+    #[serde(deserialize_with = "positive_usize")]
+    pub max_body_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    #[serde(deserialize_with = "positive_usize")]
+    pub max_concurrent_requests: usize,
+}
+
+/// What a token may do. `Admin` may do everything `Read` may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Admin,
+}
+
+/// One API token. The secret itself lives in the environment, not in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    /// The environment variable holding the token.
+    pub token_env: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -189,7 +215,13 @@ impl Default for ConfigFile {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7700)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            tokens: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 64,
+        }
     }
 }
 
@@ -318,7 +350,10 @@ impl ConfigFile {
             .filter_map(|(var, value)| {
                 let rest = var.strip_prefix("LOGWARDEN_")?;
                 // Variables that are settings of the process, not configuration keys.
-                if matches!(rest, "CONFIG" | "CORPUS" | "LOG") || var == file.redact.hash_key_env {
+                if matches!(rest, "CONFIG" | "CORPUS" | "LOG" | "API_TOKEN")
+                    || var == file.redact.hash_key_env
+                    || file.api.tokens.iter().any(|t| t.token_env == var)
+                {
                     return None;
                 }
                 let path = rest.split("__").map(str::to_ascii_lowercase).collect();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, Auth, Limits, Role, router};
 use crate::config::{ConfigFile, RedactMode};
 use crate::filter::Filter;
 use crate::index::{Catalog, IndexError, IndexStore};
@@ -117,6 +117,7 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     let shutdown = Arc::new(AtomicBool::new(false));
     let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
 
+    let auth = api_auth(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -142,7 +143,12 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     let pipeline_thread = spawn_pipeline(pipeline, rx, cfg.index.commit_interval, counters.clone(), shutdown.clone());
 
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), sources = cfg.sources.len(), "logwarden is running");
-    let app = router(AppState { catalog, counters });
+    let limits = Limits {
+        max_body_bytes: cfg.api.max_body_bytes,
+        request_timeout: cfg.api.request_timeout,
+        max_concurrent_requests: cfg.api.max_concurrent_requests,
+    };
+    let app = router(AppState::new(catalog, counters, auth), &limits);
     let stop = shutdown.clone();
     runtime
         .block_on(async move {
@@ -162,6 +168,52 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     // the shutdown flag and whatever it had not committed is read again after a restart.
     let result = pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?;
     result.map_err(DaemonError::from)
+}
+
+/// The API's tokens: configured ones, `LOGWARDEN_API_TOKEN`, or on loopback a generated one.
+fn api_auth(cfg: &ConfigFile) -> Result<Auth, DaemonError> {
+    let mut tokens = Vec::new();
+    for t in &cfg.api.tokens {
+        let secret = std::env::var(&t.token_env).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
+            DaemonError::Config(format!("api token `{}`: the environment variable {} is not set", t.name, t.token_env))
+        })?;
+        tokens.push((t.name.clone(), t.role, secret));
+    }
+    if let Ok(secret) = std::env::var("LOGWARDEN_API_TOKEN")
+        && !secret.is_empty()
+    {
+        tokens.push(("LOGWARDEN_API_TOKEN".to_string(), Role::Admin, secret));
+    }
+    if tokens.is_empty() {
+        if !cfg.api.listen.ip().is_loopback() {
+            return Err(DaemonError::Config(format!(
+                "refusing to serve the API on {} without a token: set LOGWARDEN_API_TOKEN or [[api.tokens]]",
+                cfg.api.listen
+            )));
+        }
+        tokens.push(("generated".to_string(), Role::Admin, generated_token(&cfg.data_dir)?));
+    }
+    Ok(Auth::new(tokens))
+}
+
+/// The admin token kept in `<data_dir>/api-token` (mode 0600), created and printed the first
+/// time.
+fn generated_token(data_dir: &std::path::Path) -> Result<String, DaemonError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("api-token");
+    let io = |source| DaemonError::Read { path: path.clone(), source };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_string());
+    }
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let mut raw = [0u8; 24];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut raw)).map_err(io)?;
+    let token = format!("lw_{}", hex::encode(raw));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+    writeln!(f, "{token}").map_err(io)?;
+    println!("logwarden: generated an admin API token, kept in {} (shown once):\n  {token}", path.display());
+    Ok(token)
 }
 
 async fn shutdown_signal() {

@@ -145,13 +145,15 @@ fn demo(listen: std::net::SocketAddr, rate: u32) -> Result<()> {
             std::thread::sleep(pause);
         }
     });
+    let auth = format!("-H \"Authorization: Bearer $(cat {}/api-token)\"", cfg.data_dir.display());
     println!(
         "logwarden demo: writing {rate} requests/s to {}\n\
          Try, in another terminal:\n  \
          curl -s 'http://{listen}/health'\n  \
-         curl -s 'http://{listen}/api/v1/search?q=status:>=500&limit=5'\n  \
-         curl -s 'http://{listen}/api/v1/search?q=duration_ms:>1000&from=now-5m'\n  \
-         curl -s 'http://{listen}/api/v1/search?q=password&limit=3'   (secrets come back [REDACTED])\n\
+         curl -s {auth} 'http://{listen}/api/v1/search?q=status:>=500&limit=5'\n  \
+         curl -s {auth} 'http://{listen}/api/v1/search?q=duration_ms:>1000&from=now-5m'\n  \
+         curl -s {auth} 'http://{listen}/api/v1/search?q=attack:true&limit=5'\n  \
+         curl -s {auth} 'http://{listen}/api/v1/search?q=REDACTED&limit=3'   (planted secrets come back [REDACTED])\n\
          Press Ctrl-C to stop; the temporary directory is removed.",
         log_path.display()
     );

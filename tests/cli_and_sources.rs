@@ -148,6 +148,7 @@ fn stdin_and_multiline_records() {
             "/nonexistent/*.log",
         ])
         .stdin(Stdio::piped())
+        .env("LOGWARDEN_API_TOKEN", common::TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

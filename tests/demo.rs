@@ -13,6 +13,7 @@ fn demo_indexes_generated_traffic_with_secrets_redacted() {
     let addr = common::free_addr();
     let child = Command::new(BIN)
         .args(["demo", "--listen", &addr.to_string(), "--rate", "400"])
+        .env("LOGWARDEN_API_TOKEN", common::TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -116,6 +116,23 @@ impl Catalog {
             .collect()
     }
 
+    /// Documents and segments per partition, and bytes on disk, for health and metrics.
+    pub fn stats(&self) -> Vec<PartitionStats> {
+        let readers = self.readers.read().expect("catalog lock");
+        readers
+            .iter()
+            .map(|(name, reader)| {
+                let searcher = reader.searcher();
+                PartitionStats {
+                    name: name.clone(),
+                    docs: searcher.num_docs(),
+                    segments: searcher.segment_readers().len(),
+                    bytes: dir_bytes(&self.dir.join(name)),
+                }
+            })
+            .collect()
+    }
+
     pub fn partitions(&self) -> Vec<String> {
         self.readers.read().expect("catalog lock").keys().cloned().collect()
     }
@@ -123,6 +140,21 @@ impl Catalog {
     pub fn fields(&self) -> &Fields {
         &self.fields
     }
+}
+
+/// One partition as `/health/detailed` and `/metrics` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionStats {
+    pub name: String,
+    pub docs: u64,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .unwrap_or(0)
 }
 
 struct PartitionWriter {

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_logwarden");
+/// The admin token every test daemon gets through `LOGWARDEN_API_TOKEN`.
+pub const TOKEN: &str = "test-admin-token-5b1f";
 
 /// A free port on loopback (bound then released; the daemon binds it right after).
 pub fn free_addr() -> SocketAddr {
@@ -32,6 +34,7 @@ impl Daemon {
             .args(args)
             .args(["--listen", &addr.to_string()])
             .env("LOGWARDEN_LOG", "logwarden=debug,warn")
+            .env("LOGWARDEN_API_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -123,19 +126,60 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-/// A minimal HTTP/1.1 GET: status and body.
+/// A minimal HTTP/1.1 GET with the test token: status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let r = request(addr, "GET", path, Some(TOKEN), &[], b"")?;
+    Ok((r.status, r.body))
+}
+
+/// A response: status, lowercased header names with their values, body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 request.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    Ok((status, body))
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok(Reply { status, headers, body })
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -1,0 +1,168 @@
+//! `/metrics` (Prometheus text format) and `/health/detailed`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{AppState, LATENCY_BUCKETS};
+use crate::index::now_ms;
+use crate::metrics::IngestCounters;
+
+/// A commit older than this while data is arriving means ingestion is stuck.
+const STALE_COMMIT_MS: i64 = 60_000;
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let c = &state.counters;
+    let mut out = String::new();
+    for (name, help, counter) in [
+        ("logwarden_records_read_total", "Records (lines or multi-line entries) read from sources.", &c.records_read),
+        ("logwarden_bytes_read_total", "Bytes read from sources.", &c.bytes_read),
+        ("logwarden_events_indexed_total", "Events written to the index.", &c.events_indexed),
+        ("logwarden_parse_errors_total", "Records no parser recognised (kept as unparsed events).", &c.parse_errors),
+        (
+            "logwarden_skipped_total",
+            "Events counted but not indexed (health checks, static assets, skip rules).",
+            &c.skipped,
+        ),
+        ("logwarden_flagged_total", "Records kept with a flag (truncated, invalid UTF-8, NUL, partial).", &c.flagged),
+        ("logwarden_attacks_total", "Events whose anomaly score reached the threshold.", &c.attacks),
+        ("logwarden_commits_total", "Index commits.", &c.commits),
+    ] {
+        metric(&mut out, name, "counter", help, IngestCounters::get(counter));
+    }
+    let last = c.last_commit_ms.load(Ordering::Relaxed);
+    metric(
+        &mut out,
+        "logwarden_last_commit_timestamp_seconds",
+        "gauge",
+        "Time of the last index commit.",
+        last as f64 / 1000.0,
+    );
+    metric(
+        &mut out,
+        "logwarden_up",
+        "gauge",
+        "1 while ingestion works, 0 once it has failed.",
+        u8::from(!c.failed.load(Ordering::Relaxed)),
+    );
+    metric(
+        &mut out,
+        "logwarden_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+        state.started.elapsed().as_secs(),
+    );
+    let parts = state.catalog.stats();
+    metric(&mut out, "logwarden_index_partitions", "gauge", "Day partitions in the index.", parts.len());
+    metric(
+        &mut out,
+        "logwarden_index_documents",
+        "gauge",
+        "Documents in the index.",
+        parts.iter().map(|p| p.docs).sum::<u64>(),
+    );
+    metric(
+        &mut out,
+        "logwarden_index_bytes",
+        "gauge",
+        "Bytes the index takes on disk.",
+        parts.iter().map(|p| p.bytes).sum::<u64>(),
+    );
+    if let Ok(sources) = c.per_source.lock() {
+        let _ = writeln!(
+            out,
+            "# HELP logwarden_source_records_total Records read per source file.\n# TYPE logwarden_source_records_total counter"
+        );
+        for (path, s) in sources.iter() {
+            let _ = writeln!(out, "logwarden_source_records_total{{path=\"{}\"}} {}", label(path), s.records);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP logwarden_source_parse_errors_total Unparsed records per source file.\n# TYPE logwarden_source_parse_errors_total counter"
+        );
+        for (path, s) in sources.iter() {
+            let _ = writeln!(out, "logwarden_source_parse_errors_total{{path=\"{}\"}} {}", label(path), s.parse_errors);
+        }
+    }
+    if let Ok(by_route) = state.requests.by_route.lock() {
+        let _ = writeln!(
+            out,
+            "# HELP logwarden_api_requests_total API requests by route and status.\n# TYPE logwarden_api_requests_total counter"
+        );
+        let mut rows: Vec<_> = by_route.iter().collect();
+        rows.sort();
+        for ((route, status), n) in rows {
+            let _ = writeln!(out, "logwarden_api_requests_total{{route=\"{}\",status=\"{status}\"}} {n}", label(route));
+        }
+    }
+    if let Ok(h) = state.requests.search.lock() {
+        let _ = writeln!(
+            out,
+            "# HELP logwarden_search_duration_seconds Search latency.\n# TYPE logwarden_search_duration_seconds histogram"
+        );
+        for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(out, "logwarden_search_duration_seconds_bucket{{le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "logwarden_search_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "logwarden_search_duration_seconds_sum {}", h.sum_s);
+        let _ = writeln!(out, "logwarden_search_duration_seconds_count {}", h.count);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+pub async fn health_detailed(State(state): State<AppState>) -> Response {
+    let c = &state.counters;
+    let failed = c.failed.load(Ordering::Relaxed);
+    let last = c.last_commit_ms.load(Ordering::Relaxed);
+    let age = (last > 0).then(|| now_ms() - last);
+    let reading = IngestCounters::get(&c.records_read) > 0;
+    let stale = reading
+        && age.is_some_and(|a| a > STALE_COMMIT_MS)
+        && IngestCounters::get(&c.records_read)
+            > IngestCounters::get(&c.events_indexed) + IngestCounters::get(&c.skipped);
+    let (healthy, message) = if failed {
+        (false, "the ingest pipeline stopped on an error; see the daemon's log".to_string())
+    } else if stale {
+        (false, format!("no commit for {} s while events are waiting", age.unwrap_or(0) / 1000))
+    } else {
+        (true, "ok".to_string())
+    };
+    let parts = state.catalog.stats();
+    let body = json!({
+        "healthy": healthy,
+        "message": message,
+        "ingest": {
+            "records_read": IngestCounters::get(&c.records_read),
+            "bytes_read": IngestCounters::get(&c.bytes_read),
+            "events_indexed": IngestCounters::get(&c.events_indexed),
+            "parse_errors": IngestCounters::get(&c.parse_errors),
+            "skipped": IngestCounters::get(&c.skipped),
+            "attacks": IngestCounters::get(&c.attacks),
+        },
+        "sources": c.per_source.lock().map(|m| json!(*m)).unwrap_or(serde_json::Value::Null),
+        "index": {
+            "partitions": parts,
+            "documents": parts.iter().map(|p| p.docs).sum::<u64>(),
+            "bytes": parts.iter().map(|p| p.bytes).sum::<u64>(),
+            "commits": IngestCounters::get(&c.commits),
+            "last_commit_ms": last,
+            "last_commit_age_ms": age,
+        },
+        "uptime_s": state.started.elapsed().as_secs(),
+    });
+    let status = if healthy { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,313 @@
+//! The HTTP API. `router(state, limits)` is what the daemon serves and what tests call
+//! directly. Every error has one shape, `{"error": {"code", "message"}}`: a clear message and a
+//! 4xx for the client's mistakes, a generic message and a 500 for ours (the detail goes to our
+//! log).
+//!
+//! Cross-cutting concerns are tower layers: security headers, a body size limit, a per-request
+//! timeout, a concurrency limit, and request counting for `/metrics`. Everything but `/health`
+//! needs a bearer token (`auth`).
+
+pub mod auth;
+mod metrics;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::index::search::{MAX_LIMIT, SearchError, SearchRequest};
+use crate::index::{Catalog, now_ms};
+use crate::metrics::IngestCounters;
+use crate::parse::timestamp::parse_any;
+pub use auth::{Auth, Role};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    pub counters: Arc<IngestCounters>,
+    pub auth: Arc<Auth>,
+    pub requests: Arc<RequestCounts>,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(catalog: Arc<Catalog>, counters: Arc<IngestCounters>, auth: Auth) -> Self {
+        Self { catalog, counters, auth: Arc::new(auth), requests: Arc::default(), started: Instant::now() }
+    }
+}
+
+/// API requests by route and status, and query latencies, for `/metrics`.
+#[derive(Default)]
+pub struct RequestCounts {
+    by_route: Mutex<HashMap<(String, u16), u64>>,
+    search: Mutex<LatencyHistogram>,
+}
+
+/// Upper bounds, in seconds, of the search latency buckets.
+pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// A Prometheus-style histogram: a count per bucket, not every sample, so it stays small.
+#[derive(Default)]
+pub struct LatencyHistogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum_s: f64,
+}
+
+impl LatencyHistogram {
+    fn record(&mut self, seconds: f64) {
+        for (b, le) in self.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= le {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_s += seconds;
+    }
+}
+
+/// Request limits, applied as layers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 64 * 1024, request_timeout: Duration::from_secs(10), max_concurrent_requests: 64 }
+    }
+}
+
+/// The Content-Security-Policy: our own origin for everything the dashboard loads, nothing
+/// inline, nothing evaluated, no plugins, no framing.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub const PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), magnetometer=(), gyroscope=(), accelerometer=()";
+
+/// Headers set on every response. `X-XSS-Protection: 0` follows current OWASP guidance: the
+/// legacy browser XSS auditor it controlled could itself be abused, and CSP replaces it.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("content-security-policy", CSP),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("permissions-policy", PERMISSIONS_POLICY),
+    ("x-xss-protection", "0"),
+    ("cache-control", "no-store"),
+];
+
+pub fn router(state: AppState, limits: &Limits) -> Router {
+    let read = Router::new()
+        .route("/api/v1/search", get(search_get).post(search_post))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_read));
+    let admin = Router::new()
+        .route("/health/detailed", get(metrics::health_detailed))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    let mut app = Router::new()
+        .route("/health", get(health))
+        .merge(read)
+        .merge(admin)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(limits.max_concurrent_requests));
+    for (name, value) in SECURITY_HEADERS {
+        app = app
+            .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value)));
+    }
+    app.with_state(state)
+}
+
+/// Every error the API returns.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest { code: &'static str, message: String },
+    Unauthorized { code: &'static str, message: String },
+    Forbidden(String),
+    NotFound(String),
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
+            ApiError::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, code, message),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error, see the daemon's log".to_string())
+            }
+        };
+        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::Query(m) => ApiError::BadRequest { code: "invalid_query", message: m },
+            SearchError::Internal(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {} {}", req.method(), req.uri().path()))
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route =
+        req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    if let Ok(mut m) = state.requests.by_route.lock() {
+        *m.entry((route, resp.status().as_u16())).or_default() += 1;
+    }
+    resp
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let c = &state.counters;
+    let failed = c.failed.load(Ordering::Relaxed);
+    let body = json!({
+        "status": if failed { "failing" } else { "ok" },
+        "events_indexed": IngestCounters::get(&c.events_indexed),
+        "parse_errors": IngestCounters::get(&c.parse_errors),
+        "skipped": IngestCounters::get(&c.skipped),
+        "attacks": IngestCounters::get(&c.attacks),
+        "last_commit_ms": c.last_commit_ms.load(Ordering::Relaxed),
+        "sources": c.per_source.lock().map(|m| json!(*m)).unwrap_or(serde_json::Value::Null),
+    });
+    let status = if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (status, Json(body)).into_response()
+}
+
+/// Search parameters, from the query string (GET) or a JSON body (POST).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<serde_json::Value>,
+}
+
+/// `RFC 3339`, epoch seconds, or relative to now: `now`, `now-15m`, `now-2h`, `now-7d`.
+pub fn parse_time(s: &str, now: i64) -> Option<i64> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix("now") {
+        if rest.is_empty() {
+            return Some(now);
+        }
+        let (sign, amount) = match rest.as_bytes()[0] {
+            b'-' => (-1, &rest[1..]),
+            b'+' => (1, &rest[1..]),
+            _ => return None,
+        };
+        let ms = humantime::parse_duration(amount).ok()?.as_millis() as i64;
+        return Some(now + sign * ms);
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Some(secs * 1000);
+    }
+    parse_any(s)
+}
+
+fn time_param(name: &'static str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            parse_time(v, now_ms()).ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_time",
+                message: format!(
+                    "`{name}` must be RFC 3339, epoch seconds or now-<duration> (like now-15m), got {v:?}"
+                ),
+            })
+        })
+        .transpose()
+}
+
+fn limit_param(v: Option<&serde_json::Value>) -> Result<usize, ApiError> {
+    let text = match v {
+        None => return Ok(100),
+        Some(serde_json::Value::String(s)) if s.is_empty() => return Ok(100),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadRequest {
+            code: "invalid_limit",
+            message: format!("`limit` must be a number from 1 to {MAX_LIMIT}, got {text}"),
+        }),
+    }
+}
+
+async fn search_get(
+    State(state): State<AppState>,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() })?;
+    run_search(state, p).await
+}
+
+async fn search_post(
+    State(state): State<AppState>,
+    body: Result<Json<SearchParams>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(p) = body.map_err(|e| ApiError::BadRequest { code: "invalid_body", message: e.body_text() })?;
+    run_search(state, p).await
+}
+
+async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiError> {
+    let from_ms = time_param("from", p.from.as_deref())?;
+    let to_ms = time_param("to", p.to.as_deref())?;
+    if let (Some(f), Some(t)) = (from_ms, to_ms)
+        && f >= t
+    {
+        return Err(ApiError::BadRequest { code: "invalid_time", message: "`from` must be before `to`".into() });
+    }
+    let limit = limit_param(p.limit.as_ref())?;
+    let req = SearchRequest { query: p.q.unwrap_or_default(), from_ms, to_ms, limit };
+    let catalog = state.catalog.clone();
+    let result = tokio::task::spawn_blocking(move || catalog.search(&req))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if let Ok(mut h) = state.requests.search.lock() {
+        h.record(result.took_ms / 1000.0);
+    }
+    Ok(Json(result).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let now = 1_000_000_000;
+        assert_eq!(parse_time("now", now), Some(now));
+        assert_eq!(parse_time("now-15m", now), Some(now - 900_000));
+        assert_eq!(parse_time("1700000000", now), Some(1_700_000_000_000));
+        assert_eq!(parse_time("2000-10-10T20:55:36Z", now), Some(971_211_336_000));
+        assert_eq!(parse_time("yesterday", now), None);
+        assert_eq!(parse_time("now*2", now), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! The HTTP API as a client sees it: tokens and roles, security headers, metrics, detailed
+//! health, POST search, limits, and bad input getting a 4xx that says what is wrong.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN, Daemon, TOKEN, line, request};
+
+const READ_TOKEN: &str = "read-only-token-77e2";
+
+fn daemon_with_read_token(tmp: &std::path::Path) -> Daemon {
+    let logs = tmp.join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    std::fs::write(logs.join("access.log"), (0..20).map(line).collect::<String>()).expect("write");
+    let cfg = tmp.join("lw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[api]\nmax_body_bytes = 1024\n[[api.tokens]]\nname = \"grafana\"\nrole = \"read\"\ntoken_env = \"TEST_READ_TOKEN\"\n[[sources]]\ninclude = [{:?}]\nread_from = \"beginning\"\n",
+            tmp.join("data").display().to_string(),
+            format!("{}/*.log", logs.display())
+        ),
+    )
+    .expect("config");
+    // SAFETY: tests in this binary that read the variable run after it is set; nothing else
+    // in the process reads or writes the environment concurrently.
+    unsafe { std::env::set_var("TEST_READ_TOKEN", READ_TOKEN) };
+    Daemon::start(&["--config", cfg.to_str().expect("utf-8")], &tmp.join("d.log"))
+}
+
+#[test]
+fn tokens_roles_and_security_headers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = daemon_with_read_token(tmp.path());
+    assert_eq!(d.wait_total("*", 20, Duration::from_secs(20)), 20);
+
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", None, &[], b"").expect("request");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"logwarden\""));
+    assert!(r.body.contains("missing_token"));
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", Some("wrong"), &[], b"").expect("request");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"logwarden\", error=\"invalid_token\""));
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", Some(READ_TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(d.addr, "GET", "/health/detailed", Some(READ_TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 403, "a read token on an admin endpoint");
+    assert!(r.body.contains("needs admin"));
+    let r = request(d.addr, "GET", "/health/detailed", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let health: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(health["healthy"], true);
+    assert_eq!(health["index"]["documents"], 20);
+    assert!(health["index"]["partitions"][0]["bytes"].as_u64().is_some_and(|b| b > 0));
+    assert!(health["sources"].as_object().is_some_and(|s| s.len() == 1));
+
+    // /health needs no token; every response, errors included, carries the security headers.
+    for (path, token, status) in [("/health", None, 200), ("/nope", Some(TOKEN), 404), ("/api/v1/search", None, 401)] {
+        let r = request(d.addr, "GET", path, token, &[], b"").expect("request");
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(r.header("content-security-policy"), Some(logwarden::api::CSP), "{path}");
+        assert!(!logwarden::api::CSP.contains("unsafe-"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("referrer-policy"), Some("strict-origin-when-cross-origin"));
+        assert_eq!(r.header("permissions-policy"), Some(logwarden::api::PERMISSIONS_POLICY));
+        assert_eq!(r.header("x-xss-protection"), Some("0"));
+    }
+    d.stop();
+    let log = std::fs::read_to_string(tmp.path().join("d.log")).expect("log");
+    assert!(!log.contains(READ_TOKEN) && !log.contains(TOKEN), "tokens are never logged");
+}
+
+#[test]
+fn metrics_post_search_and_limits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = daemon_with_read_token(tmp.path());
+    assert_eq!(d.wait_total("*", 20, Duration::from_secs(20)), 20);
+
+    let r = request(
+        d.addr,
+        "POST",
+        "/api/v1/search",
+        Some(READ_TOKEN),
+        &[("content-type", "application/json")],
+        br#"{"q":"path:\"/item/3\"","limit":5}"#,
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"total\":1"), "{}", r.body);
+    for (body, code) in [
+        (&br#"{"q":"*","limti":5}"#[..], "invalid_body"),
+        (&b"{not json"[..], "invalid_body"),
+        (&br#"{"q":"*","limit":100000}"#[..], "invalid_limit"),
+    ] {
+        let r = request(d.addr, "POST", "/api/v1/search", Some(TOKEN), &[("content-type", "application/json")], body)
+            .expect("request");
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains(code), "{}", r.body);
+    }
+    let big = vec![b'x'; 4096];
+    let r = request(d.addr, "POST", "/api/v1/search", Some(TOKEN), &[("content-type", "application/json")], &big)
+        .expect("request");
+    assert_eq!(r.status, 413, "body over max_body_bytes");
+    let r = request(d.addr, "GET", "/api/v1/search?q=*&from=now&to=now-1h", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("before"));
+    let r = request(d.addr, "GET", "/api/v1/search?q=*&bogus=1", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 400, "unknown parameters are named: {}", r.body);
+
+    let r = request(d.addr, "GET", "/metrics", Some(READ_TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/plain; version=0.0.4")));
+    let value = |name: &str| -> f64 {
+        r.body.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap_or(-1.0)
+    };
+    assert_eq!(value("logwarden_events_indexed_total"), 20.0);
+    assert_eq!(value("logwarden_records_read_total"), 20.0);
+    assert_eq!(value("logwarden_index_documents"), 20.0);
+    assert_eq!(value("logwarden_up"), 1.0);
+    assert!(r.body.contains("logwarden_api_requests_total{route=\"/api/v1/search\",status=\"400\"}"), "{}", r.body);
+    assert!(r.body.contains("logwarden_search_duration_seconds_count"));
+    d.stop();
+}
+
+#[test]
+fn no_token_beyond_loopback_is_refused_and_loopback_generates_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let out = Command::new(BIN)
+        .args(["run", "--data-dir", data.to_str().expect("utf-8"), "--listen", "0.0.0.0:0", "--tail", "/nonexistent/*"])
+        .env_remove("LOGWARDEN_API_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+
+    // On loopback a token is generated, kept with mode 0600, and printed on the first start only.
+    let mut printed = Vec::new();
+    for _ in 0..2 {
+        let addr = common::free_addr();
+        let child = Command::new(BIN)
+            .args([
+                "run",
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+                "--listen",
+                &addr.to_string(),
+                "--tail",
+                "/nonexistent/*",
+            ])
+            .env_remove("LOGWARDEN_API_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start");
+        let mut healthy = false;
+        for _ in 0..200 {
+            if let Ok(r) = request(addr, "GET", "/health", None, &[], b"") {
+                healthy = r.status == 200;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(healthy);
+        let token_file = data.join("api-token");
+        let token = std::fs::read_to_string(&token_file).expect("token file").trim().to_string();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_file).expect("meta").permissions().mode() & 0o777, 0o600);
+        let r = request(addr, "GET", "/api/v1/search?q=*", Some(&token), &[], b"").expect("request");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success());
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success());
+        printed.push(String::from_utf8_lossy(&out.stdout).matches(token.as_str()).count());
+    }
+    assert_eq!(printed, [1, 0], "printed once, on the first start");
+}
