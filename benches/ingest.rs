@@ -87,7 +87,7 @@ fn main() {
     let cpu = cpu_seconds() - cpu0;
     let catalog = Catalog::open(&cfg.data_dir.join("index")).expect("open index");
     let searchable = catalog
-        .search(&SearchRequest { query: "*".into(), from_ms: None, to_ms: None, limit: 1 })
+        .search(&SearchRequest { query: "*".into(), from_ms: None, to_ms: None, limit: 1, ..Default::default() })
         .expect("search")
         .total;
     assert_eq!(searchable, summary.indexed, "everything indexed is searchable");

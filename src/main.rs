@@ -85,7 +85,13 @@ fn main() -> Result<()> {
                     })
                     .transpose()
             };
-            let req = SearchRequest { query, from_ms: time("from", &from)?, to_ms: time("to", &to)?, limit };
+            let req = SearchRequest {
+                query,
+                from_ms: time("from", &from)?,
+                to_ms: time("to", &to)?,
+                limit,
+                ..Default::default()
+            };
             let result = catalog.search(&req)?;
             let mut out = std::io::stdout().lock();
             if json {

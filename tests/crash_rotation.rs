@@ -78,12 +78,13 @@ fn rotation_truncation_and_sigkill_lose_and_double_nothing() {
 
     let catalog = Catalog::open(&data.join("index")).expect("open index");
     let mut counts: HashMap<u64, u32> = HashMap::new();
-    let req = SearchRequest { query: "*".into(), from_ms: None, to_ms: None, limit: 1 };
+    let req = SearchRequest { query: "*".into(), from_ms: None, to_ms: None, limit: 1, ..Default::default() };
     catalog
         .export(&req, |hit| {
             let path = hit["path"].as_str().expect("every line parsed");
             let seq: u64 = path.trim_start_matches("/item/").parse().expect("seq in path");
             *counts.entry(seq).or_default() += 1;
+            true
         })
         .expect("export");
     let missing: Vec<u64> = (0..TOTAL).filter(|s| !counts.contains_key(s)).collect();

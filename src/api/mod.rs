@@ -8,6 +8,7 @@
 //! needs a bearer token (`auth`).
 
 pub mod auth;
+mod export;
 mod metrics;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::index::search::{MAX_LIMIT, SearchError, SearchRequest};
+use crate::index::search::{Cursor, MAX_LIMIT, SearchError, SearchRequest, Sort};
 use crate::index::{Catalog, now_ms};
 use crate::metrics::IngestCounters;
 use crate::parse::timestamp::parse_any;
@@ -113,6 +114,7 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 pub fn router(state: AppState, limits: &Limits) -> Router {
     let read = Router::new()
         .route("/api/v1/search", get(search_get).post(search_post))
+        .route("/api/v1/search/export", get(export::export))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = Router::new()
@@ -207,7 +209,48 @@ struct SearchParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<serde_json::Value>,
+    sort: Option<String>,
+    cursor: Option<String>,
+    /// Comma-separated event fields to return (all when absent).
+    fields: Option<String>,
 }
+
+/// The fields a hit may have, for `fields=`.
+const EVENT_FIELDS: &[&str] = &[
+    "id",
+    "timestamp_ms",
+    "host",
+    "source",
+    "format",
+    "method",
+    "path",
+    "route",
+    "query",
+    "protocol",
+    "status",
+    "duration_ms",
+    "upstream_ms",
+    "bytes_sent",
+    "request_bytes",
+    "client_ip",
+    "user_agent",
+    "referer",
+    "request_id",
+    "client_id",
+    "user_id",
+    "level",
+    "message",
+    "headers",
+    "body",
+    "raw",
+    "parse_error",
+    "flags",
+    "anomalies",
+    "families",
+    "anomaly_score",
+    "severity",
+    "attack",
+];
 
 /// `RFC 3339`, epoch seconds, or relative to now: `now`, `now-15m`, `now-2h`, `now-7d`.
 pub fn parse_time(s: &str, now: i64) -> Option<i64> {
@@ -285,13 +328,38 @@ async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiErr
         return Err(ApiError::BadRequest { code: "invalid_time", message: "`from` must be before `to`".into() });
     }
     let limit = limit_param(p.limit.as_ref())?;
-    let req = SearchRequest { query: p.q.unwrap_or_default(), from_ms, to_ms, limit };
+    let sort = Sort::parse(p.sort.as_deref().unwrap_or("")).ok_or_else(|| ApiError::BadRequest {
+        code: "invalid_sort",
+        message: format!("`sort` must be newest, oldest or duration_ms, got {:?}", p.sort.clone().unwrap_or_default()),
+    })?;
+    let cursor = p.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::decode).transpose()?;
+    let fields: Option<Vec<String>> = match p.fields.as_deref().filter(|f| !f.is_empty()) {
+        None => None,
+        Some(list) => {
+            let names: Vec<String> = list.split(',').map(|f| f.trim().to_string()).collect();
+            if let Some(bad) = names.iter().find(|n| !EVENT_FIELDS.contains(&n.as_str())) {
+                return Err(ApiError::BadRequest {
+                    code: "invalid_fields",
+                    message: format!("unknown field {bad:?} in `fields`"),
+                });
+            }
+            Some(names)
+        }
+    };
+    let req = SearchRequest { query: p.q.unwrap_or_default(), from_ms, to_ms, limit, sort, cursor };
     let catalog = state.catalog.clone();
-    let result = tokio::task::spawn_blocking(move || catalog.search(&req))
+    let mut result = tokio::task::spawn_blocking(move || catalog.search(&req))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     if let Ok(mut h) = state.requests.search.lock() {
         h.record(result.took_ms / 1000.0);
+    }
+    if let Some(fields) = fields {
+        for hit in &mut result.hits {
+            if let Some(obj) = hit.as_object_mut() {
+                obj.retain(|k, _| fields.iter().any(|f| f == k));
+            }
+        }
     }
     Ok(Json(result).into_response())
 }

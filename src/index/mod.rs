@@ -396,8 +396,13 @@ mod tests {
 
     fn ids(catalog: &Catalog) -> Vec<String> {
         let mut ids = Vec::new();
-        let req = SearchRequest { query: String::new(), from_ms: None, to_ms: None, limit: 1 };
-        catalog.export(&req, |hit| ids.push(hit["id"].as_str().unwrap_or_default().to_string())).expect("export");
+        let req = SearchRequest { query: String::new(), from_ms: None, to_ms: None, limit: 1, ..Default::default() };
+        catalog
+            .export(&req, |hit| {
+                ids.push(hit["id"].as_str().unwrap_or_default().to_string());
+                true
+            })
+            .expect("export");
         ids.sort();
         ids
     }

@@ -15,18 +15,67 @@ use super::Catalog;
 /// The most hits one request may return.
 pub const MAX_LIMIT: usize = 1000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
     pub query: String,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub limit: usize,
+    pub sort: Sort,
+    /// Where the previous page ended (time-ordered sorts only).
+    pub cursor: Option<Cursor>,
+}
+
+/// The order of hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    Newest,
+    Oldest,
+    /// Longest `duration_ms` first.
+    Slowest,
+}
+
+impl Sort {
+    pub fn parse(s: &str) -> Option<Sort> {
+        Some(match s {
+            "" | "newest" | "timestamp:desc" | "-timestamp" => Sort::Newest,
+            "oldest" | "timestamp:asc" | "timestamp" => Sort::Oldest,
+            "slowest" | "duration_ms" | "duration_ms:desc" | "-duration_ms" => Sort::Slowest,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a page ended: its last timestamp and the ids already returned at that timestamp, so
+/// the next page neither repeats nor skips events that share a millisecond. Events that arrive
+/// later are newer than the page's upper bound and cannot shift it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    ts: i64,
+    ids: Vec<String>,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        hex::encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(s: &str) -> Result<Cursor, SearchError> {
+        hex::decode(s)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| SearchError::Query("`cursor` is not one this API returned".into()))
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SearchResult {
+    /// Events matching the query and time range (whatever the cursor).
     pub total: u64,
     pub hits: Vec<serde_json::Value>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
     pub took_ms: f64,
 }
 
@@ -54,34 +103,91 @@ impl Catalog {
     /// Runs a search over the partitions that overlap the time range.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResult, SearchError> {
         let started = Instant::now();
-        let query = self.parse_query(req)?;
         let limit = req.limit.clamp(1, MAX_LIMIT);
+        if req.cursor.is_some() && req.sort == Sort::Slowest {
+            return Err(SearchError::Query(
+                "`cursor` works with the time orders (newest, oldest), not with slowest".into(),
+            ));
+        }
+        let base = self.parse_query(req)?;
+        // The page: the base query narrowed to what comes after the cursor.
+        let mut page_req = req.clone();
+        let mut seen: Vec<String> = Vec::new();
+        if let Some(c) = &req.cursor {
+            match req.sort {
+                Sort::Newest => page_req.to_ms = Some(req.to_ms.map_or(c.ts + 1, |t| t.min(c.ts + 1))),
+                _ => page_req.from_ms = Some(req.from_ms.map_or(c.ts, |f| f.max(c.ts))),
+            }
+            seen.clone_from(&c.ids);
+        }
+        let mut page: Box<dyn Query> = self.parse_query(&page_req)?;
+        if !seen.is_empty() {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, page)];
+            for id in &seen {
+                let term = Term::from_field_text(self.fields.id, id);
+                clauses.push((
+                    Occur::MustNot,
+                    Box::new(tantivy::query::TermQuery::new(term, tantivy::schema::IndexRecordOption::Basic)),
+                ));
+            }
+            page = Box::new(BooleanQuery::new(clauses));
+        }
         let mut total = 0u64;
-        let mut top: Vec<(i64, serde_json::Value)> = Vec::new();
+        let mut top: Vec<(f64, serde_json::Value)> = Vec::new();
         for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
             let searcher = reader.searcher();
-            let collector = (Count, TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp", Order::Desc));
-            let (count, docs) = searcher.search(&query, &collector)?;
-            total += count as u64;
-            for (ts, addr) in docs {
+            total += searcher.search(&base, &Count)? as u64;
+            let docs: Vec<(f64, tantivy::DocAddress)> = match req.sort {
+                Sort::Newest | Sort::Oldest => {
+                    let order = if req.sort == Sort::Newest { Order::Desc } else { Order::Asc };
+                    let c = TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp", order);
+                    searcher.search(&page, &c)?.into_iter().map(|(k, a)| (k.unwrap_or(0) as f64, a)).collect()
+                }
+                Sort::Slowest => {
+                    let c = TopDocs::with_limit(limit).order_by_fast_field::<f64>("duration_ms", Order::Desc);
+                    searcher.search(&page, &c)?.into_iter().map(|(k, a)| (k.unwrap_or(-1.0), a)).collect()
+                }
+            };
+            for (key, addr) in docs {
                 let doc: TantivyDocument = searcher.doc(addr)?;
                 let source = doc.get_first(self.fields.source_json).and_then(|v| v.as_str()).unwrap_or("{}");
-                let hit = serde_json::from_str(source).unwrap_or(serde_json::Value::Null);
-                top.push((ts.unwrap_or(0), hit));
+                top.push((key, serde_json::from_str(source).unwrap_or(serde_json::Value::Null)));
             }
         }
-        top.sort_by_key(|hit| std::cmp::Reverse(hit.0));
+        match req.sort {
+            Sort::Oldest => top.sort_by(|a, b| a.0.total_cmp(&b.0)),
+            Sort::Newest | Sort::Slowest => top.sort_by(|a, b| b.0.total_cmp(&a.0)),
+        }
         top.truncate(limit);
-        Ok(SearchResult {
-            total,
-            hits: top.into_iter().map(|(_, h)| h).collect(),
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
+        let hits: Vec<serde_json::Value> = top.into_iter().map(|(_, h)| h).collect();
+        let next_cursor = (hits.len() == limit && req.sort != Sort::Slowest)
+            .then(|| {
+                let ts = hits.last()?.get("timestamp_ms")?.as_i64()?;
+                let mut ids: Vec<String> =
+                    req.cursor.as_ref().filter(|c| c.ts == ts).map(|c| c.ids.clone()).unwrap_or_default();
+                ids.extend(
+                    hits.iter()
+                        .filter(|h| h.get("timestamp_ms").and_then(|v| v.as_i64()) == Some(ts))
+                        .filter_map(|h| h.get("id").and_then(|v| v.as_str()).map(str::to_string)),
+                );
+                Some(Cursor { ts, ids }.encode())
+            })
+            .flatten();
+        Ok(SearchResult { total, hits, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
     }
 
-    /// Calls `f` with every matching event, partition by partition, in no particular order.
-    /// For exports and verification, where a top-N would not do.
-    pub fn export(&self, req: &SearchRequest, mut f: impl FnMut(serde_json::Value)) -> Result<u64, SearchError> {
+    /// Checks that the request's query parses, without running it.
+    pub fn check_query(&self, req: &SearchRequest) -> Result<(), SearchError> {
+        self.parse_query(req).map(drop)
+    }
+
+    /// Calls `f` with every matching event, oldest partition first and in index order within
+    /// one, until `f` returns false. For exports and verification, where a top-N would not do.
+    pub fn export(
+        &self,
+        req: &SearchRequest,
+        mut f: impl FnMut(serde_json::Value) -> bool,
+    ) -> Result<u64, SearchError> {
         let query = self.parse_query(req)?;
         let mut n = 0;
         for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
@@ -89,8 +195,10 @@ impl Catalog {
             for addr in searcher.search(&query, &DocSetCollector)? {
                 let doc: TantivyDocument = searcher.doc(addr)?;
                 let source = doc.get_first(self.fields.source_json).and_then(|v| v.as_str()).unwrap_or("{}");
-                f(serde_json::from_str(source).unwrap_or(serde_json::Value::Null));
                 n += 1;
+                if !f(serde_json::from_str(source).unwrap_or(serde_json::Value::Null)) {
+                    return Ok(n);
+                }
             }
         }
         Ok(n)
