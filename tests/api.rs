@@ -273,3 +273,47 @@ fn pagination_sort_fields_and_export() {
     assert_eq!(r.status, 400, "a bad export query fails before streaming");
     d.stop();
 }
+
+#[test]
+fn context_and_top_values() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    std::fs::write(logs.join("a.log"), (0..50).map(line).collect::<String>()).expect("write");
+    std::fs::write(logs.join("b.log"), (1000..1010).map(line).collect::<String>()).expect("write");
+    let glob = format!("{}/*.log", logs.display());
+    let d = Daemon::start(
+        &["--data-dir", tmp.path().join("data").to_str().expect("utf-8"), "--tail", &glob, "--read-from", "beginning"],
+        &tmp.path().join("d.log"),
+    );
+    assert_eq!(d.wait_total("*", 60, Duration::from_secs(20)), 60);
+    let hit = &d.search(r#"path:"/item/20""#, 1)["hits"][0];
+    let id = hit["id"].as_str().expect("id");
+    let r = request(d.addr, "GET", &format!("/api/v1/events/{id}/context?before=3&after=2"), Some(TOKEN), &[], b"")
+        .expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ctx: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    let paths = |k: &str| -> Vec<String> {
+        ctx[k].as_array().expect("list").iter().map(|h| h["path"].as_str().unwrap_or("").to_string()).collect()
+    };
+    assert_eq!(paths("before"), ["/item/17", "/item/18", "/item/19"], "in file order, same file only");
+    assert_eq!(ctx["event"]["path"], "/item/20");
+    assert_eq!(paths("after"), ["/item/21", "/item/22"]);
+    let r = request(d.addr, "GET", "/api/v1/events/nope:1/context", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 404);
+
+    let r = request(d.addr, "GET", "/api/v1/fields/client_ip/top?n=3&q=route:%22/item/:id%22", Some(TOKEN), &[], b"")
+        .expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let top: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(top["values"].as_array().expect("values").len(), 3);
+    let r = request(d.addr, "GET", "/api/v1/fields/status/top", Some(TOKEN), &[], b"").expect("request");
+    let top: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(top["values"][0]["count"], 60, "{top}");
+    let r = request(d.addr, "GET", "/api/v1/fields/user_agent/top?n=1", Some(TOKEN), &[], b"").expect("request");
+    let top: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(top["values"][0]["value"], "loadgen/1.0", "{top}");
+    let r = request(d.addr, "GET", "/api/v1/fields/password/top", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 400);
+    d.stop();
+}

@@ -115,6 +115,8 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
     let read = Router::new()
         .route("/api/v1/search", get(search_get).post(search_post))
         .route("/api/v1/search/export", get(export::export))
+        .route("/api/v1/events/{id}/context", get(context))
+        .route("/api/v1/fields/{field}/top", get(top_values))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = Router::new()
@@ -362,6 +364,107 @@ async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiErr
         }
     }
     Ok(Json(result).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextParams {
+    before: Option<usize>,
+    after: Option<usize>,
+}
+
+/// The most neighbours one context request returns on each side.
+const MAX_CONTEXT: usize = 200;
+
+async fn context(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    params: Result<Query<ContextParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() })?;
+    let (before, after) = (p.before.unwrap_or(20), p.after.unwrap_or(20));
+    if before > MAX_CONTEXT || after > MAX_CONTEXT {
+        return Err(ApiError::BadRequest {
+            code: "invalid_limit",
+            message: format!("`before` and `after` are at most {MAX_CONTEXT}"),
+        });
+    }
+    let catalog = state.catalog.clone();
+    let found = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || catalog.context(&id, before, after))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??
+    };
+    match found {
+        Some(ctx) => Ok(Json(ctx).into_response()),
+        None => Err(ApiError::NotFound(format!("no event with id {id:?}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopParams {
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    n: Option<usize>,
+}
+
+/// Fields `top` can count, with the index field behind each.
+const TOP_FIELDS: &[(&str, &str)] = &[
+    ("client_ip", "client_ip"),
+    ("route", "route"),
+    ("path", "path"),
+    ("status", "status"),
+    ("method", "method"),
+    ("host", "host"),
+    ("user_agent", "ua"),
+    ("level", "level"),
+    ("format", "format"),
+    ("source", "source"),
+    ("user_id", "user_id"),
+    ("client_id", "client_id"),
+    ("severity", "severity"),
+    ("family", "family"),
+    ("anomalies", "anomalies"),
+];
+
+async fn top_values(
+    State(state): State<AppState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+    params: Result<Query<TopParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() })?;
+    let Some((_, index_field)) = TOP_FIELDS.iter().find(|(name, _)| *name == field) else {
+        let names: Vec<&str> = TOP_FIELDS.iter().map(|(n, _)| *n).collect();
+        return Err(ApiError::BadRequest {
+            code: "invalid_field",
+            message: format!("cannot count {field:?}; one of {}", names.join(", ")),
+        });
+    };
+    let n = p.n.unwrap_or(10);
+    if !(1..=100).contains(&n) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_limit",
+            message: format!("`n` must be from 1 to 100, got {n}"),
+        });
+    }
+    let req = SearchRequest {
+        query: p.q.unwrap_or_default(),
+        from_ms: time_param("from", p.from.as_deref())?,
+        to_ms: time_param("to", p.to.as_deref())?,
+        limit: 1,
+        ..Default::default()
+    };
+    let catalog = state.catalog.clone();
+    let index_field = index_field.to_string();
+    let top = tokio::task::spawn_blocking(move || catalog.top_values(&index_field, &req, n))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let values: Vec<serde_json::Value> =
+        top.into_iter().map(|(value, count)| json!({"value": value, "count": count})).collect();
+    Ok(Json(json!({"field": field, "values": values})).into_response())
 }
 
 #[cfg(test)]

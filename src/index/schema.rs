@@ -10,7 +10,9 @@ use tantivy::schema::{FAST, Field, INDEXED, STORED, STRING, Schema, TEXT};
 use crate::event::LineFlag;
 use crate::redact::Redacted;
 
-/// Fields that hold one exact value (searched as `field:value`).
+/// Fields that hold one exact value (searched as `field:value`). They are also fast fields, so
+/// `/api/v1/fields/{field}/top` can count their values without reading documents; `ua` is the
+/// whole user-agent as one value (`user_agent` is searched word by word).
 pub const KEYWORD_FIELDS: &[&str] = &[
     "method",
     "route",
@@ -25,6 +27,7 @@ pub const KEYWORD_FIELDS: &[&str] = &[
     "client_id",
     "protocol",
     "severity",
+    "ua",
 ];
 /// Fields searched word by word.
 pub const TEXT_FIELDS: &[&str] = &["message", "raw", "user_agent", "referer", "query", "body", "parse_error"];
@@ -43,6 +46,9 @@ pub struct Fields {
     pub anomaly_score: Field,
     pub attack: Field,
     pub source_json: Field,
+    /// The file an event came from and where, for the context view.
+    pub fingerprint: Field,
+    pub offset: Field,
     keywords: Vec<Field>,
     texts: Vec<Field>,
 }
@@ -56,11 +62,13 @@ pub fn build() -> (Schema, Fields) {
     let bytes_sent = b.add_u64_field("bytes_sent", INDEXED | FAST);
     let unparsed = b.add_bool_field("unparsed", INDEXED);
     let flags = b.add_text_field("flags", STRING);
-    let anomalies = b.add_text_field("anomalies", STRING);
-    let families = b.add_text_field("family", STRING);
+    let anomalies = b.add_text_field("anomalies", STRING | FAST);
+    let families = b.add_text_field("family", STRING | FAST);
+    let fingerprint = b.add_text_field("fingerprint", STRING);
+    let offset = b.add_u64_field("offset", INDEXED | FAST);
     let anomaly_score = b.add_u64_field("anomaly_score", INDEXED | FAST);
     let attack = b.add_bool_field("attack", INDEXED);
-    let keywords = KEYWORD_FIELDS.iter().map(|n| b.add_text_field(n, STRING)).collect();
+    let keywords = KEYWORD_FIELDS.iter().map(|n| b.add_text_field(n, STRING | FAST)).collect();
     let texts = TEXT_FIELDS.iter().map(|n| b.add_text_field(n, TEXT)).collect();
     let source_json = b.add_text_field("_source", STORED);
     let schema = b.build();
@@ -79,6 +87,8 @@ pub fn build() -> (Schema, Fields) {
             anomaly_score,
             attack,
             source_json,
+            fingerprint,
+            offset,
             keywords,
             texts,
         },
@@ -91,6 +101,12 @@ impl Fields {
         let ev = r.event();
         let mut doc = TantivyDocument::default();
         doc.add_text(self.id, &ev.id);
+        if let Some((fp, offset)) = ev.id.rsplit_once(':')
+            && let Ok(offset) = offset.parse::<u64>()
+        {
+            doc.add_text(self.fingerprint, fp);
+            doc.add_u64(self.offset, offset);
+        }
         doc.add_i64(self.timestamp, ev.timestamp_ms);
         if let Some(s) = ev.status {
             doc.add_u64(self.status, u64::from(s));
@@ -127,6 +143,7 @@ impl Fields {
             ("client_id", ev.client_id.as_deref()),
             ("protocol", ev.protocol.as_deref()),
             ("severity", ev.severity.as_deref()),
+            ("ua", ev.user_agent.as_deref()),
         ];
         let texts = [
             ("message", ev.message.as_deref()),
@@ -187,7 +204,9 @@ mod tests {
         assert_eq!(get("format").as_deref(), Some("json"));
         assert_eq!(get("message").as_deref(), Some("m"));
         assert_eq!(get("raw").as_deref(), Some("r"));
-        assert_eq!(KEYWORD_FIELDS.len(), 13);
+        assert_eq!(get("ua").as_deref(), Some("curl/8"));
+        assert_eq!(get("severity").as_deref(), Some("HIGH"));
+        assert_eq!(KEYWORD_FIELDS.len(), 14);
         assert_eq!(TEXT_FIELDS.len(), 7);
     }
 }

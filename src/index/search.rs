@@ -69,6 +69,14 @@ impl Cursor {
     }
 }
 
+/// An event with its neighbours in the same file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Context {
+    pub before: Vec<serde_json::Value>,
+    pub event: serde_json::Value,
+    pub after: Vec<serde_json::Value>,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SearchResult {
     /// Events matching the query and time range (whatever the cursor).
@@ -174,6 +182,109 @@ impl Catalog {
             })
             .flatten();
         Ok(SearchResult { total, hits, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    }
+
+    /// The events read just before and after the event `id` from the same file, in file order.
+    /// `None` when no event has that id.
+    pub fn context(&self, id: &str, before: usize, after: usize) -> Result<Option<Context>, SearchError> {
+        let Some((fp, offset)) =
+            id.rsplit_once(':').and_then(|(f, o)| o.parse::<u64>().ok().map(|o| (f.to_string(), o)))
+        else {
+            return Ok(None);
+        };
+        let same_file = || -> Box<dyn Query> {
+            Box::new(tantivy::query::TermQuery::new(
+                Term::from_field_text(self.fields.fingerprint, &fp),
+                tantivy::schema::IndexRecordOption::Basic,
+            ))
+        };
+        let range = |lo: Bound<u64>, hi: Bound<u64>| -> Box<dyn Query> {
+            let t = |v| Term::from_field_u64(self.fields.offset, v);
+            Box::new(RangeQuery::new(lo.map(t), hi.map(t)))
+        };
+        let mut event = None;
+        let mut earlier: Vec<(u64, serde_json::Value)> = Vec::new();
+        let mut later: Vec<(u64, serde_json::Value)> = Vec::new();
+        for (_, reader) in self.readers_between(None, None) {
+            let searcher = reader.searcher();
+            let pick = |q: Box<dyn Query>,
+                        n: usize,
+                        order: Order,
+                        out: &mut Vec<(u64, serde_json::Value)>|
+             -> Result<(), SearchError> {
+                let c = TopDocs::with_limit(n.max(1)).order_by_fast_field::<u64>("offset", order);
+                for (key, addr) in searcher.search(&q, &c)? {
+                    let doc: TantivyDocument = searcher.doc(addr)?;
+                    let source = doc.get_first(self.fields.source_json).and_then(|v| v.as_str()).unwrap_or("{}");
+                    out.push((key.unwrap_or(0), serde_json::from_str(source).unwrap_or(serde_json::Value::Null)));
+                }
+                Ok(())
+            };
+            let mut me = Vec::new();
+            let exact = BooleanQuery::new(vec![
+                (Occur::Must, same_file()),
+                (Occur::Must, range(Bound::Included(offset), Bound::Included(offset))),
+            ]);
+            pick(Box::new(exact), 1, Order::Asc, &mut me)?;
+            if let Some((_, hit)) = me.pop() {
+                event = Some(hit);
+            }
+            if before > 0 {
+                let q = BooleanQuery::new(vec![
+                    (Occur::Must, same_file()),
+                    (Occur::Must, range(Bound::Unbounded, Bound::Excluded(offset))),
+                ]);
+                pick(Box::new(q), before, Order::Desc, &mut earlier)?;
+            }
+            if after > 0 {
+                let q = BooleanQuery::new(vec![
+                    (Occur::Must, same_file()),
+                    (Occur::Must, range(Bound::Excluded(offset), Bound::Unbounded)),
+                ]);
+                pick(Box::new(q), after, Order::Asc, &mut later)?;
+            }
+        }
+        let Some(event) = event else { return Ok(None) };
+        earlier.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
+        earlier.truncate(before);
+        earlier.reverse();
+        later.sort_by_key(|(o, _)| *o);
+        later.truncate(after);
+        Ok(Some(Context {
+            before: earlier.into_iter().map(|(_, h)| h).collect(),
+            event,
+            after: later.into_iter().map(|(_, h)| h).collect(),
+        }))
+    }
+
+    /// The `n` most frequent values of a keyword field among the matching events.
+    pub fn top_values(
+        &self,
+        field: &str,
+        req: &SearchRequest,
+        n: usize,
+    ) -> Result<Vec<(serde_json::Value, u64)>, SearchError> {
+        let query = self.parse_query(req)?;
+        let agg: tantivy::aggregation::agg_req::Aggregations = serde_json::from_value(serde_json::json!({
+            "top": {"terms": {"field": field, "size": (n * 10).max(100)}}
+        }))
+        .map_err(|e| SearchError::Query(e.to_string()))?;
+        let mut counts: std::collections::HashMap<String, (serde_json::Value, u64)> = std::collections::HashMap::new();
+        for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
+            let searcher = reader.searcher();
+            let collector = tantivy::aggregation::AggregationCollector::from_aggs(agg.clone(), Default::default());
+            let result = searcher.search(&query, &collector)?;
+            let json = serde_json::to_value(result).map_err(|e| SearchError::Query(e.to_string()))?;
+            for b in json["top"]["buckets"].as_array().into_iter().flatten() {
+                let key = b["key"].clone();
+                let entry = counts.entry(key.to_string()).or_insert((key, 0));
+                entry.1 += b["doc_count"].as_u64().unwrap_or(0);
+            }
+        }
+        let mut top: Vec<(serde_json::Value, u64)> = counts.into_values().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));
+        top.truncate(n);
+        Ok(top)
     }
 
     /// Checks that the request's query parses, without running it.
