@@ -195,6 +195,8 @@ mod tests {
             format: "json".into(),
             raw: "r".into(),
             message: Some("m".into()),
+            user_agent: Some("curl/8".into()),
+            severity: Some("HIGH".into()),
             ..Event::default()
         };
         let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(ev));
