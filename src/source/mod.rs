@@ -96,6 +96,10 @@ pub struct FileSource {
     positions: HashMap<String, u64>,
     /// Compressed files read to their end.
     finished: HashSet<String>,
+    /// Fingerprints of files that have not changed since they were last named, so a scan does
+    /// not reopen (or decompress) every rotated file each poll. A file truncated and refilled
+    /// changes its modification time or length and is named again.
+    names: HashMap<FileId, (std::time::SystemTime, u64, String)>,
     first_scan: bool,
     tx: SyncSender<Batch>,
     shutdown: Arc<AtomicBool>,
@@ -113,6 +117,7 @@ impl FileSource {
             tailers: HashMap::new(),
             positions: checkpoints,
             finished: HashSet::new(),
+            names: HashMap::new(),
             first_scan: true,
             tx,
             shutdown,
@@ -172,13 +177,25 @@ impl FileSource {
                     continue;
                 }
                 let id = FileId::of(&meta);
-                let fp = match fingerprint::fingerprint(&path) {
-                    Ok(Some(fp)) => fp,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot fingerprint file");
-                        continue;
-                    }
+                let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                let cached = self
+                    .names
+                    .get(&id)
+                    .filter(|(m, len, _)| *m == modified && *len == meta.len())
+                    .map(|(_, _, fp)| fp.clone());
+                let fp = match cached {
+                    Some(fp) => fp,
+                    None => match fingerprint::fingerprint(&path) {
+                        Ok(Some(fp)) => {
+                            self.names.insert(id, (modified, meta.len(), fp.clone()));
+                            fp
+                        }
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "cannot fingerprint file");
+                            continue;
+                        }
+                    },
                 };
                 if let Some(t) = self.tailers.values_mut().find(|t| t.id == id && !t.truncated) {
                     if t.fingerprint == fp {
@@ -222,6 +239,7 @@ impl FileSource {
                 self.open(path, fp, offset, max_line, idx);
             }
         }
+        self.names.retain(|id, _| seen.contains(id));
         for t in self.tailers.values_mut() {
             if !seen.contains(&t.id) && !seen_fps.contains(&t.fingerprint) && t.unseen_since.is_none() {
                 t.unseen_since = Some(Instant::now());
