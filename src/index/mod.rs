@@ -136,10 +136,6 @@ impl Catalog {
     pub fn partitions(&self) -> Vec<String> {
         self.readers.read().expect("catalog lock").keys().cloned().collect()
     }
-
-    pub fn fields(&self) -> &Fields {
-        &self.fields
-    }
 }
 
 /// One partition as `/health/detailed` and `/metrics` show it.
@@ -231,10 +227,6 @@ impl IndexStore {
             docs_since_commit: 0,
         };
         Ok((store, resume))
-    }
-
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
     }
 
     fn writer(&mut self, name: &str) -> Result<&mut PartitionWriter, IndexError> {

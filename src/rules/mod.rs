@@ -282,10 +282,6 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
     /// Every rule that matches `ev`.
     pub fn evaluate(&self, ev: &Event) -> Verdict {
         let mut hit = vec![false; self.rules.len()];
@@ -386,10 +382,6 @@ impl Detector {
             }
             self.seen = g;
         }
-    }
-
-    pub fn rules(&self) -> &RuleSet {
-        &self.current
     }
 
     pub fn tags(&self, ev: &Event) -> AnomalyTags {

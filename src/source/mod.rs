@@ -173,10 +173,10 @@ impl FileSource {
         for idx in 0..self.settings.len() {
             for path in self.matches(idx) {
                 let Ok(meta) = std::fs::metadata(&path) else { continue };
-                if !meta.is_file() || !seen.insert(FileId::of(&meta)) {
+                let id = FileId::of(&meta);
+                if !meta.is_file() || !seen.insert(id) {
                     continue;
                 }
-                let id = FileId::of(&meta);
                 let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
                 let cached = self
                     .names
