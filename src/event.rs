@@ -113,6 +113,9 @@ pub struct Event {
     /// The score reached the anomaly threshold.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub attack: bool,
+    /// Where each pattern rule matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<AnomalyMatch>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -127,6 +130,16 @@ pub struct AnomalyTags {
     pub score: u32,
     pub severity: Option<String>,
     pub attack: bool,
+    pub matches: Vec<AnomalyMatch>,
+}
+
+/// One rule match: the rule, the field it matched in, and a short excerpt of that field as the
+/// rule saw it (decoded), redacted again before it is stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyMatch {
+    pub rule: String,
+    pub target: String,
+    pub excerpt: String,
 }
 
 impl Event {

@@ -154,7 +154,14 @@ fn prepare(p: Parsed, redactor: &Redactor, detector: Option<&Detector>, counters
         Parsed::Event(origin, ev) => {
             let mut redacted = redactor.redact(ev);
             if let Some(d) = detector {
-                let tags = d.tags(redacted.event());
+                let mut tags = d.tags(redacted.event());
+                // Excerpts are decoded text: redact them again, as a decoded value may show a
+                // secret its encoded form hid from the first pass.
+                for m in &mut tags.matches {
+                    if let Some(clean) = redactor.scrub(&m.excerpt) {
+                        m.excerpt = clean;
+                    }
+                }
                 if tags.attack {
                     IngestCounters::add(&counters.attacks, 1);
                 }

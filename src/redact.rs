@@ -76,6 +76,7 @@ impl Redacted {
         self.0.anomaly_score = tags.score;
         self.0.severity = tags.severity;
         self.0.attack = tags.attack;
+        self.0.matches = tags.matches;
     }
 }
 

@@ -69,6 +69,10 @@ fn rules_tag_events_and_reload_without_restart() {
     let hit = &d.search("family:sqli", 1)["hits"][0];
     assert_eq!(hit["severity"], "CRITICAL");
     assert!(hit["anomalies"].as_array().is_some_and(|a| a.iter().any(|r| r == "sqli-tautology")), "{hit}");
+    let m =
+        hit["matches"].as_array().and_then(|ms| ms.iter().find(|m| m["rule"] == "sqli-tautology")).expect("a match");
+    assert_eq!(m["target"], "query");
+    assert!(m["excerpt"].as_str().is_some_and(|e| e.contains("' or '1'='1")), "decoded excerpt: {m}");
     assert_eq!(d.total("anomalies:custom-internal-path"), 0, "not loaded yet");
 
     // A new rule file is picked up while the daemon runs.

@@ -18,7 +18,7 @@ use regex_automata::meta::Regex;
 use regex_automata::{Input, MatchKind, PatternSet};
 use serde::Deserialize;
 
-use crate::event::{AnomalyTags, Event};
+use crate::event::{AnomalyMatch, AnomalyTags, Event};
 pub use transform::Transform;
 
 /// The built-in rule pack, embedded from `rules/` at the repository root.
@@ -66,6 +66,18 @@ pub enum Target {
 }
 
 impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Path => "path",
+            Target::Query => "query",
+            Target::UserAgent => "user_agent",
+            Target::Referer => "referer",
+            Target::Body => "body",
+            Target::Method => "method",
+            Target::Headers => "headers",
+        }
+    }
+
     fn value(self, ev: &Event) -> Vec<&str> {
         match self {
             Target::Path => ev.path.as_deref().into_iter().collect(),
@@ -165,6 +177,9 @@ struct Group {
     target: Target,
     transforms: Vec<Transform>,
     regex: Regex,
+    /// Each pattern alone, to find where a reported pattern matched (only for hits, which are
+    /// rare, so the shared engine stays the only scan of clean traffic).
+    singles: Vec<Regex>,
     /// Pattern index -> rule index.
     rules: Vec<usize>,
 }
@@ -182,6 +197,21 @@ pub struct Verdict {
     pub rules: Vec<String>,
     pub score: u32,
     pub severity: Option<Severity>,
+    /// Where each pattern rule matched: (rule id, target, excerpt of the transformed text).
+    pub matches: Vec<(String, Target, String)>,
+}
+
+/// About 80 characters around `start..end`, on character boundaries.
+fn excerpt(text: &str, start: usize, end: usize) -> String {
+    let mut from = start.saturating_sub(24);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (end + 24).min(text.len()).min(from + 80);
+    while !text.is_char_boundary(to) {
+        to -= 1;
+    }
+    text[from..to.max(from)].to_string()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -269,7 +299,11 @@ impl RuleSet {
                 .configure(Regex::config().match_kind(MatchKind::All))
                 .build_many(&pats.iter().map(|(_, p)| *p).collect::<Vec<_>>())
                 .map_err(|e| RuleError::Invalid { file: "rules".into(), line: 0, message: e.to_string() })?;
-            groups.push(Group { target, transforms, regex, rules: pats.iter().map(|(i, _)| *i).collect() });
+            // Every pattern was compiled alone when its file was read, so this cannot fail; a
+            // skipped pattern would misalign the indices, hence no filter_map.
+            let singles =
+                pats.iter().map(|(_, p)| Regex::new(p).expect("patterns are validated in from_sources")).collect();
+            groups.push(Group { target, transforms, regex, singles, rules: pats.iter().map(|(i, _)| *i).collect() });
         }
         Ok(Self { rules, groups, structural })
     }
@@ -285,13 +319,20 @@ impl RuleSet {
     /// Every rule that matches `ev`.
     pub fn evaluate(&self, ev: &Event) -> Verdict {
         let mut hit = vec![false; self.rules.len()];
+        let mut matches: Vec<(usize, Target, String)> = Vec::new();
         for g in &self.groups {
             for value in g.target.value(ev) {
                 let text = transform::apply(value, &g.transforms);
                 let mut set = PatternSet::new(g.regex.pattern_len());
                 g.regex.which_overlapping_matches(&Input::new(text.as_ref()), &mut set);
                 for p in set.iter() {
-                    hit[g.rules[p.as_usize()]] = true;
+                    let rule = g.rules[p.as_usize()];
+                    if !hit[rule]
+                        && let Some(m) = g.singles[p.as_usize()].find(text.as_ref())
+                    {
+                        matches.push((rule, g.target, excerpt(&text, m.start(), m.end())));
+                    }
+                    hit[rule] = true;
                 }
             }
         }
@@ -306,6 +347,7 @@ impl RuleSet {
             v.score += r.score;
             v.severity = v.severity.max(Some(r.severity));
         }
+        v.matches = matches.into_iter().map(|(i, t, e)| (self.rules[i].id.clone(), t, e)).collect();
         v
     }
 
@@ -399,6 +441,11 @@ impl Detector {
             families,
             score: v.score,
             severity: v.severity.map(|s| s.name().to_string()),
+            matches: v
+                .matches
+                .into_iter()
+                .map(|(rule, target, excerpt)| AnomalyMatch { rule, target: target.name().to_string(), excerpt })
+                .collect(),
             rules: v.rules,
         }
     }
@@ -458,6 +505,9 @@ mod tests {
         assert!(v.rules.iter().any(|r| r.starts_with("sqli-")), "{v:?}");
         assert!(v.rules.iter().any(|r| r.starts_with("scanner-")), "{v:?}");
         assert_eq!(v.severity, Some(Severity::Critical));
+        let (_, target, excerpt) = v.matches.iter().find(|(r, _, _)| r == "sqli-union").expect("a located match");
+        assert_eq!(*target, Target::Query);
+        assert!(excerpt.contains("union select password"), "{excerpt}");
         assert!(v.score >= 10);
         let benign = Event {
             method: Some("GET".into()),
