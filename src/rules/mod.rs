@@ -103,7 +103,14 @@ pub enum Condition {
     HeaderPresent(String),
     /// The method is not one of these.
     MethodNotIn(Vec<String>),
+    /// Both headers are present and differ (a forged `X-Forwarded-Host` against `Host`).
+    HeadersDiffer(String, String),
+    /// `X-Forwarded-For` holds something that is not an address, or an absurd number of hops.
+    ForwardedForImplausible,
 }
+
+/// More proxies than this in one `X-Forwarded-For` is not a real chain.
+const MAX_FORWARDED_HOPS: usize = 10;
 
 impl Condition {
     fn holds(&self, ev: &Event) -> bool {
@@ -122,8 +129,27 @@ impl Condition {
             Condition::MethodNotIn(set) => {
                 ev.method.as_ref().is_some_and(|m| !set.iter().any(|s| s.eq_ignore_ascii_case(m)))
             }
+            Condition::HeadersDiffer(a, b) => match (ev.headers.get(a.as_str()), ev.headers.get(b.as_str())) {
+                (Some(x), Some(y)) => !x.trim().eq_ignore_ascii_case(y.trim()),
+                _ => false,
+            },
+            Condition::ForwardedForImplausible => ev.headers.get("x-forwarded-for").is_some_and(|v| {
+                let hops: Vec<&str> = v.split(',').map(str::trim).collect();
+                hops.len() > MAX_FORWARDED_HOPS || hops.iter().any(|h| !plausible_hop(h))
+            }),
         }
     }
+}
+
+/// An `X-Forwarded-For` entry: an address, with a port or brackets, `for=` style, or `unknown`.
+fn plausible_hop(hop: &str) -> bool {
+    let h = hop.trim_start_matches("for=").trim_matches('"');
+    let h = h.strip_prefix('[').and_then(|x| x.split(']').next()).unwrap_or(h);
+    let h = match h.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|c| c.is_ascii_digit()) => ip,
+        _ => h,
+    };
+    h.eq_ignore_ascii_case("unknown") || h.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// One rule as written in a rule file.
@@ -517,6 +543,36 @@ mod tests {
             ..Event::default()
         };
         assert_eq!(set.evaluate(&benign), Verdict::default());
+    }
+
+    #[test]
+    fn header_conditions() {
+        let set = RuleSet::load(None).expect("rules");
+        let with = |pairs: &[(&str, &str)]| {
+            let mut ev = Event {
+                method: Some("GET".into()),
+                path: Some("/reset".into()),
+                user_agent: Some("Mozilla/5.0".into()),
+                ..Event::default()
+            };
+            for (k, v) in pairs {
+                ev.headers.insert(k.to_string(), v.to_string());
+            }
+            set.evaluate(&ev).rules
+        };
+        assert!(
+            with(&[("host", "shop.example.com"), ("x-forwarded-host", "evil.example")])
+                .contains(&"header-forwarded-host-mismatch".to_string())
+        );
+        assert!(with(&[("host", "shop.example.com"), ("x-forwarded-host", "shop.example.com")]).is_empty());
+        assert!(with(&[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]).is_empty());
+        assert!(with(&[("x-forwarded-for", "[2001:db8::1]:443, unknown, 10.0.0.1:8080")]).is_empty());
+        assert!(
+            with(&[("x-forwarded-for", "127.0.0.1' or 1=1--")])
+                .contains(&"header-forwarded-for-implausible".to_string())
+        );
+        let long = vec!["10.0.0.1"; 12].join(",");
+        assert!(with(&[("x-forwarded-for", long.as_str())]).contains(&"header-forwarded-for-implausible".to_string()));
     }
 
     #[test]
