@@ -571,7 +571,7 @@ mod tests {
             with(&[("x-forwarded-for", "127.0.0.1' or 1=1--")])
                 .contains(&"header-forwarded-for-implausible".to_string())
         );
-        let long = vec!["10.0.0.1"; 12].join(",");
+        let long = ["10.0.0.1"; 12].join(",");
         assert!(with(&[("x-forwarded-for", long.as_str())]).contains(&"header-forwarded-for-implausible".to_string()));
     }
 
