@@ -283,6 +283,10 @@ impl Redactor {
                 }
                 _ => None,
             };
+            // Already redacted (a second pass, or a value we wrote): leave it whole.
+            if text[v..].starts_with("[REDACTED") {
+                continue;
+            }
             let end = value_end(b, v, quote, whole, b[sep] == b'=');
             if end > v {
                 spans.push((v, end));
@@ -390,6 +394,7 @@ mod tests {
         assert_eq!(scrub("x-internal=zzz"), "x-internal=[REDACTED]");
         assert_eq!(scrub(r#"msg="{\"password\":\"p4ss\"}""#), r#"msg="{\"password\":\"[REDACTED]\"}""#);
         assert_eq!(scrub(r#"{"ssn": 123456789}"#), r#"{"ssn": [REDACTED]}"#);
+        assert_eq!(scrub("pin=[REDACTED]"), "pin=[REDACTED]", "a second pass changes nothing");
     }
 
     #[test]
