@@ -69,6 +69,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     #[serde(deserialize_with = "positive_usize")]
     pub max_concurrent_requests: usize,
+    /// Requests a minute each token may make (bursts up to the same number).
+    #[serde(deserialize_with = "positive_u32")]
+    pub rate_limit_per_minute: u32,
 }
 
 /// What a token may do. `Admin` may do everything `Read` may.
@@ -221,6 +224,7 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 64,
+            rate_limit_per_minute: 600,
         }
     }
 }

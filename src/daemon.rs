@@ -148,7 +148,7 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
         request_timeout: cfg.api.request_timeout,
         max_concurrent_requests: cfg.api.max_concurrent_requests,
     };
-    let app = router(AppState::new(catalog, counters, auth), &limits);
+    let app = router(AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute), &limits);
     let stop = shutdown.clone();
     runtime
         .block_on(async move {

@@ -317,3 +317,33 @@ fn context_and_top_values() {
     assert_eq!(r.status, 400);
     d.stop();
 }
+
+#[test]
+fn per_token_rate_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("lw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\nsources = []\n[api]\nrate_limit_per_minute = 5\n",
+            tmp.path().join("data").display().to_string()
+        ),
+    )
+    .expect("config");
+    let d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")], &tmp.path().join("d.log"));
+    let statuses: Vec<u16> = (0..7)
+        .map(|_| request(d.addr, "GET", "/api/v1/search?q=*", Some(TOKEN), &[], b"").expect("request").status)
+        .collect();
+    assert_eq!(&statuses[..5], [200; 5]);
+    assert_eq!(statuses[5], 429);
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)));
+    assert!(r.body.contains("rate_limited"));
+    assert_eq!(
+        request(d.addr, "GET", "/health", None, &[], b"").expect("request").status,
+        200,
+        "/health is not limited"
+    );
+    d.stop();
+}

@@ -90,6 +90,16 @@ async fn require(role: Role, state: AppState, mut req: Request, next: Next) -> R
     let Some(caller) = state.auth.identify(presented) else {
         return unauthorized("invalid_token", "the token is not valid");
     };
+    if let Err(retry_after) = state.limiter.admit(&caller.name) {
+        let mut resp = ApiError::TooManyRequests(format!(
+            "token `{}` is over its rate limit of {} requests a minute",
+            caller.name,
+            state.limiter.per_minute()
+        ))
+        .into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+        return resp;
+    }
     if caller.role < role {
         return ApiError::Forbidden(format!("token `{}` has the read role; this endpoint needs admin", caller.name))
             .into_response();
@@ -108,9 +118,50 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
     require(Role::Admin, state, req, next).await
 }
 
+/// A token bucket per caller: `per_minute` requests a minute, in bursts of up to that many.
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute, buckets: std::sync::Mutex::default() }
+    }
+
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Takes one request from `caller`'s bucket, or says in how many seconds one is available.
+    pub fn admit(&self, caller: &str) -> Result<(), u64> {
+        let rate = f64::from(self.per_minute) / 60.0;
+        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let now = std::time::Instant::now();
+        let (tokens, last) = buckets.entry(caller.to_string()).or_insert((f64::from(self.per_minute), now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(f64::from(self.per_minute));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil() as u64)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_per_caller() {
+        let l = RateLimiter::new(3);
+        assert!((0..3).all(|_| l.admit("a").is_ok()));
+        let wait = l.admit("a").expect_err("the fourth request in a burst of three");
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert!(l.admit("b").is_ok(), "callers have their own buckets");
+    }
 
     #[test]
     fn tokens_identify_their_caller() {

@@ -39,13 +39,21 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub counters: Arc<IngestCounters>,
     pub auth: Arc<Auth>,
+    pub limiter: Arc<auth::RateLimiter>,
     pub requests: Arc<RequestCounts>,
     pub started: Instant,
 }
 
 impl AppState {
-    pub fn new(catalog: Arc<Catalog>, counters: Arc<IngestCounters>, auth: Auth) -> Self {
-        Self { catalog, counters, auth: Arc::new(auth), requests: Arc::default(), started: Instant::now() }
+    pub fn new(catalog: Arc<Catalog>, counters: Arc<IngestCounters>, auth: Auth, rate_per_minute: u32) -> Self {
+        Self {
+            catalog,
+            counters,
+            auth: Arc::new(auth),
+            limiter: Arc::new(auth::RateLimiter::new(rate_per_minute)),
+            requests: Arc::default(),
+            started: Instant::now(),
+        }
     }
 }
 
@@ -145,6 +153,7 @@ pub enum ApiError {
     Unauthorized { code: &'static str, message: String },
     Forbidden(String),
     NotFound(String),
+    TooManyRequests(String),
     Internal(String),
 }
 
@@ -155,6 +164,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized { code, message } => (StatusCode::UNAUTHORIZED, code, message),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", m),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error, see the daemon's log".to_string())
