@@ -28,15 +28,7 @@ fn tally(cases: &[serde_json::Value], keep: impl Fn(&serde_json::Value) -> bool)
     let redactor = Redactor::new(&[], Replacement::Fixed);
     let mut t = Tally::default();
     for case in cases.iter().filter(|c| keep(c)) {
-        let r = evaluate(case, &redactor, &detector);
-        let flagged = r.verdict == "attack";
-        if r.expect == "attack" {
-            t.attacks += 1;
-            t.detected += u64::from(flagged);
-        } else {
-            t.benign += 1;
-            t.false_positives += u64::from(flagged);
-        }
+        t.add(&evaluate(case, &redactor, &detector));
     }
     t
 }

@@ -9,8 +9,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{ApiError, AppState, time_param};
-use crate::index::search::SearchRequest;
+use super::{ApiError, AppState, range_request};
 use crate::parse::timestamp::format_rfc3339;
 
 /// Lines in flight between the index reader and the client.
@@ -77,7 +76,7 @@ pub async fn export(
     State(state): State<AppState>,
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() })?;
+    let Query(p) = params?;
     let csv = match p.format.as_deref().unwrap_or("ndjson") {
         "ndjson" | "json" => false,
         "csv" => true,
@@ -88,13 +87,7 @@ pub async fn export(
             });
         }
     };
-    let req = SearchRequest {
-        query: p.q.unwrap_or_default(),
-        from_ms: time_param("from", p.from.as_deref())?,
-        to_ms: time_param("to", p.to.as_deref())?,
-        limit: 1,
-        ..Default::default()
-    };
+    let req = range_request(p.q, p.from.as_deref(), p.to.as_deref())?;
     state.catalog.check_query(&req)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(IN_FLIGHT);
     let catalog = state.catalog.clone();

@@ -174,6 +174,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() }
+    }
+}
+
+/// A search request over a time range, for the endpoints that take `q`, `from` and `to` only.
+fn range_request(q: Option<String>, from: Option<&str>, to: Option<&str>) -> Result<SearchRequest, ApiError> {
+    Ok(SearchRequest {
+        query: q.unwrap_or_default(),
+        from_ms: time_param("from", from)?,
+        to_ms: time_param("to", to)?,
+        limit: 1,
+        ..Default::default()
+    })
+}
+
 impl From<SearchError> for ApiError {
     fn from(e: SearchError) -> Self {
         match e {
@@ -319,7 +336,7 @@ async fn search_get(
     State(state): State<AppState>,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() })?;
+    let Query(p) = params?;
     run_search(state, p).await
 }
 
@@ -391,7 +408,7 @@ async fn context(
     axum::extract::Path(id): axum::extract::Path<String>,
     params: Result<Query<ContextParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() })?;
+    let Query(p) = params?;
     let (before, after) = (p.before.unwrap_or(20), p.after.unwrap_or(20));
     if before > MAX_CONTEXT || after > MAX_CONTEXT {
         return Err(ApiError::BadRequest {
@@ -445,7 +462,7 @@ async fn top_values(
     axum::extract::Path(field): axum::extract::Path<String>,
     params: Result<Query<TopParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::BadRequest { code: "invalid_parameters", message: e.body_text() })?;
+    let Query(p) = params?;
     let Some((_, index_field)) = TOP_FIELDS.iter().find(|(name, _)| *name == field) else {
         let names: Vec<&str> = TOP_FIELDS.iter().map(|(n, _)| *n).collect();
         return Err(ApiError::BadRequest {
@@ -460,13 +477,7 @@ async fn top_values(
             message: format!("`n` must be from 1 to 100, got {n}"),
         });
     }
-    let req = SearchRequest {
-        query: p.q.unwrap_or_default(),
-        from_ms: time_param("from", p.from.as_deref())?,
-        to_ms: time_param("to", p.to.as_deref())?,
-        limit: 1,
-        ..Default::default()
-    };
+    let req = range_request(p.q, p.from.as_deref(), p.to.as_deref())?;
     let catalog = state.catalog.clone();
     let index_field = index_field.to_string();
     let top = tokio::task::spawn_blocking(move || catalog.top_values(&index_field, &req, n))

@@ -39,6 +39,18 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts one case.
+    pub fn add(&mut self, r: &CaseResult) {
+        let flagged = r.verdict == "attack";
+        if r.expect == "attack" {
+            self.attacks += 1;
+            self.detected += u64::from(flagged);
+        } else {
+            self.benign += 1;
+            self.false_positives += u64::from(flagged);
+        }
+    }
+
     pub fn detection_rate(&self) -> f64 {
         self.detected as f64 / self.attacks.max(1) as f64 * 100.0
     }
@@ -100,15 +112,7 @@ pub fn evaluate(case: &Value, redactor: &Redactor, detector: &Detector) -> CaseR
 
 /// Adds a result to the tally of its (source, family).
 pub fn count(tallies: &mut BTreeMap<(String, String), Tally>, r: &CaseResult) {
-    let t = tallies.entry((r.source.clone(), r.family.clone())).or_default();
-    let flagged = r.verdict == "attack";
-    if r.expect == "attack" {
-        t.attacks += 1;
-        t.detected += u64::from(flagged);
-    } else {
-        t.benign += 1;
-        t.false_positives += u64::from(flagged);
-    }
+    tallies.entry((r.source.clone(), r.family.clone())).or_default().add(r);
 }
 
 /// The table printed after the cases.
