@@ -7,7 +7,6 @@ mod common;
 
 use std::path::Path;
 
-use logwarden::event::Origin;
 use logwarden::parse::{FileParser, FormatSpec};
 use logwarden::pipeline::Pipeline;
 use logwarden::source::{Framer, SourceRecord};
@@ -47,17 +46,7 @@ fn records(path: &Path) -> Vec<SourceRecord> {
     framer.finish(&mut out);
     out.into_iter()
         .filter(|r| !r.text.trim().is_empty())
-        .map(|r| SourceRecord {
-            origin: Origin {
-                fingerprint: "f".into(),
-                offset: r.offset,
-                end_offset: r.end_offset,
-                path: path.display().to_string(),
-            },
-            text: r.text,
-            flags: r.flags,
-            source_idx: 0,
-        })
+        .map(|r| SourceRecord::of_text(&path.display().to_string(), r.offset, r.text, r.flags))
         .collect()
 }
 

@@ -1,7 +1,7 @@
 //! Property tests: no parser, the redactor or the rule transforms panic, loop or lose the raw
 //! text on any input, including invalid structure, control characters and very long lines.
 
-use logwarden::event::{Event, Origin};
+use logwarden::event::Event;
 use logwarden::parse::{FileParser, FormatSpec, Kind};
 use logwarden::pipeline::Pipeline;
 use logwarden::redact::{Redactor, Replacement};
@@ -38,12 +38,7 @@ proptest! {
                      FormatSpec::Fixed(Kind::Express), FormatSpec::Fixed(Kind::Alb), FormatSpec::Fixed(Kind::W3c), FormatSpec::Fixed(Kind::Haproxy),
                      FormatSpec::Fixed(Kind::ErrorLog)] {
             let mut parser = FileParser::new(spec);
-            let rec = SourceRecord {
-                origin: Origin { fingerprint: "f".into(), offset: 0, end_offset: line.len() as u64, path: "p".into() },
-                text: line.clone(),
-                flags: Vec::new(),
-                source_idx: 0,
-            };
+            let rec = SourceRecord::of_text("p", 0, line.clone(), Vec::new());
             let ev = Pipeline::event_of(&mut parser, &rec);
             prop_assert_eq!(&ev.raw, &line);
         }
@@ -75,12 +70,7 @@ fn huge_and_deep_inputs_are_handled() {
     let huge = "x".repeat(10 * 1024 * 1024);
     let escapes = "\u{1b}[31m\u{1b}]0;title\u{7}".repeat(1000);
     for line in [deep, huge, escapes] {
-        let rec = SourceRecord {
-            origin: Origin { fingerprint: "f".into(), offset: 0, end_offset: line.len() as u64, path: "p".into() },
-            text: line.clone(),
-            flags: Vec::new(),
-            source_idx: 0,
-        };
+        let rec = SourceRecord::of_text("p", 0, line.clone(), Vec::new());
         let ev = Pipeline::event_of(&mut parser, &rec);
         assert_eq!(ev.raw.len(), line.len());
         let _ = Redactor::new(&[], Replacement::Fixed).redact(ev);

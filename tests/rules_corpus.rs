@@ -6,7 +6,6 @@ mod common;
 
 use std::path::Path;
 
-use logwarden::event::Origin;
 use logwarden::parse::{FileParser, FormatSpec};
 use logwarden::pipeline::Pipeline;
 use logwarden::redact::{Redactor, Replacement};
@@ -46,12 +45,7 @@ fn log_false_positives(path: &Path, probe: Option<&str>) -> (u64, u64, u64) {
     let mut parser = FileParser::new(FormatSpec::Auto);
     let (mut n, mut flagged, mut probes) = (0, 0, 0);
     for r in recs {
-        let rec = SourceRecord {
-            origin: Origin { fingerprint: "f".into(), offset: r.offset, end_offset: r.end_offset, path: String::new() },
-            text: r.text,
-            flags: r.flags,
-            source_idx: 0,
-        };
+        let rec = SourceRecord::of_text("", r.offset, r.text, r.flags);
         let ev = Pipeline::event_of(&mut parser, &rec);
         if ev.parse_error.is_some() {
             continue;

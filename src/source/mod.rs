@@ -44,6 +44,20 @@ pub struct SourceRecord {
     pub source_idx: usize,
 }
 
+impl SourceRecord {
+    /// A record of `text` at `offset` of a file named `path`, for tools and tests that feed the
+    /// pipeline's stages without a tailer.
+    pub fn of_text(path: &str, offset: u64, text: String, flags: Vec<LineFlag>) -> Self {
+        let origin = Origin {
+            fingerprint: "text".into(),
+            offset,
+            end_offset: offset + text.len() as u64 + 1,
+            path: path.into(),
+        };
+        Self { origin, text, flags, source_idx: 0 }
+    }
+}
+
 /// What the pipeline receives.
 #[derive(Debug)]
 pub enum Item {
