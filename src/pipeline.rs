@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, Origin};
+use crate::event::{Event, LineFlag, Origin};
 use crate::filter::Filter;
 use crate::index::{IndexError, IndexStore, now_ms};
 use crate::metrics::{IngestCounters, SourceCounts};
@@ -91,15 +91,16 @@ impl Pipeline {
     }
 
     /// Builds the event of one record; a record no parser accepts becomes an unparsed event.
-    pub fn event_of(parser: &mut FileParser, rec: &SourceRecord) -> Event {
+    /// The text moves into the event as its raw line: no copy per line.
+    pub fn event_of(parser: &mut FileParser, origin: &Origin, text: String, flags: Vec<LineFlag>) -> Event {
         let mut ev = Event::default();
-        if let Err(e) = parser.parse(&rec.text, &mut ev) {
+        if let Err(e) = parser.parse(&text, &mut ev) {
             ev = Event { parse_error: Some(e.to_string()), format: "unparsed".into(), ..Event::default() };
         }
-        ev.id = rec.origin.event_id();
-        ev.source = rec.origin.path.clone();
-        ev.raw = rec.text.clone();
-        ev.flags = rec.flags.clone();
+        ev.id = origin.event_id();
+        ev.source = origin.path.clone();
+        ev.raw = text;
+        ev.flags = flags;
         if ev.timestamp_ms == 0 {
             ev.timestamp_ms = now_ms();
         }
@@ -219,18 +220,26 @@ impl Parse {
     }
 
     fn record(&mut self, rec: SourceRecord) -> Parsed {
+        let SourceRecord { origin, text, flags, source_idx } = rec;
         IngestCounters::add(&self.counters.records_read, 1);
-        IngestCounters::add(&self.counters.bytes_read, rec.origin.end_offset - rec.origin.offset);
-        let spec = self.specs.get(rec.source_idx).cloned().unwrap_or(FormatSpec::Auto);
-        let parser = self.parsers.entry(rec.origin.fingerprint.clone()).or_insert_with(|| FileParser::new(spec));
+        IngestCounters::add(&self.counters.bytes_read, origin.end_offset - origin.offset);
+        // Look up before inserting, so the common case does not copy the key for every line.
+        if !self.parsers.contains_key(&origin.fingerprint) {
+            let spec = self.specs.get(source_idx).cloned().unwrap_or(FormatSpec::Auto);
+            self.parsers.insert(origin.fingerprint.clone(), FileParser::new(spec));
+        }
+        let parser = self.parsers.get_mut(&origin.fingerprint).expect("inserted above");
         let before = parser.detected();
-        let ev = Pipeline::event_of(parser, &rec);
+        let ev = Pipeline::event_of(parser, &origin, text, flags);
         if before.is_none()
             && let Some(kind) = parser.detected()
         {
-            tracing::info!(path = %rec.origin.path, format = kind.name(), "detected log format");
+            tracing::info!(path = %origin.path, format = kind.name(), "detected log format");
         }
-        let counts = self.per_source.entry(rec.origin.path.clone()).or_default();
+        if !self.per_source.contains_key(&origin.path) {
+            self.per_source.insert(origin.path.clone(), SourceCounts::default());
+        }
+        let counts = self.per_source.get_mut(&origin.path).expect("inserted above");
         counts.records += 1;
         if counts.format.is_none() {
             counts.format = parser.detected().map(|k| k.name().to_string());
@@ -245,9 +254,9 @@ impl Parse {
         if self.filter.skip(&ev).is_some() {
             IngestCounters::add(&self.counters.skipped, 1);
             counts.skipped += 1;
-            return Parsed::Advance(rec.origin.fingerprint, rec.origin.end_offset);
+            return Parsed::Advance(origin.fingerprint, origin.end_offset);
         }
-        Parsed::Event(rec.origin, ev)
+        Parsed::Event(origin, ev)
     }
 }
 

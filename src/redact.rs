@@ -239,6 +239,7 @@ impl Redactor {
     fn key_value_spans(&self, text: &str) -> Vec<(usize, usize)> {
         let b = text.as_bytes();
         let mut spans = Vec::new();
+        let mut key = String::new();
         let mut i = 0;
         while let Some(off) = memchr::memchr2(b'=', b':', &b[i..]) {
             let sep = i + off;
@@ -262,7 +263,15 @@ impl Redactor {
             if b[sep] == b':' && b.get(sep + 1) == Some(&b'/') {
                 continue;
             }
-            let key = normalise(&text[key_start..key_end]);
+            // One buffer for every key of the text: most `:` and `=` are not secrets (times,
+            // URLs), and this runs on every line.
+            key.clear();
+            key.extend(
+                text[key_start..key_end]
+                    .bytes()
+                    .filter(u8::is_ascii_alphanumeric)
+                    .map(|c| c.to_ascii_lowercase() as char),
+            );
             if !self.is_sensitive_key(&key) {
                 continue;
             }

@@ -39,7 +39,7 @@ proptest! {
                      FormatSpec::Fixed(Kind::ErrorLog)] {
             let mut parser = FileParser::new(spec);
             let rec = SourceRecord::of_text("p", 0, line.clone(), Vec::new());
-            let ev = Pipeline::event_of(&mut parser, &rec);
+            let ev = Pipeline::event_of(&mut parser, &rec.origin, rec.text.clone(), rec.flags.clone());
             prop_assert_eq!(&ev.raw, &line);
         }
     }
@@ -71,7 +71,7 @@ fn huge_and_deep_inputs_are_handled() {
     let escapes = "\u{1b}[31m\u{1b}]0;title\u{7}".repeat(1000);
     for line in [deep, huge, escapes] {
         let rec = SourceRecord::of_text("p", 0, line.clone(), Vec::new());
-        let ev = Pipeline::event_of(&mut parser, &rec);
+        let ev = Pipeline::event_of(&mut parser, &rec.origin, rec.text.clone(), rec.flags.clone());
         assert_eq!(ev.raw.len(), line.len());
         let _ = Redactor::new(&[], Replacement::Fixed).redact(ev);
     }

@@ -46,7 +46,7 @@ fn log_false_positives(path: &Path, probe: Option<&str>) -> (u64, u64, u64) {
     let (mut n, mut flagged, mut probes) = (0, 0, 0);
     for r in recs {
         let rec = SourceRecord::of_text("", r.offset, r.text, r.flags);
-        let ev = Pipeline::event_of(&mut parser, &rec);
+        let ev = Pipeline::event_of(&mut parser, &rec.origin, rec.text.clone(), rec.flags.clone());
         if ev.parse_error.is_some() {
             continue;
         }
