@@ -136,6 +136,8 @@ pub enum FormatArg {
     Express,
     Alb,
     W3c,
+    Haproxy,
+    ErrorLog,
 }
 
 impl From<FormatArg> for FormatName {
@@ -149,6 +151,8 @@ impl From<FormatArg> for FormatName {
             FormatArg::Express => FormatName::Express,
             FormatArg::Alb => FormatName::Alb,
             FormatArg::W3c => FormatName::W3c,
+            FormatArg::Haproxy => FormatName::Haproxy,
+            FormatArg::ErrorLog => FormatName::ErrorLog,
         }
     }
 }

@@ -110,6 +110,9 @@ pub enum FormatName {
     Express,
     Alb,
     W3c,
+    Haproxy,
+    #[serde(rename = "error_log")]
+    ErrorLog,
     Nginx,
     Apache,
 }
@@ -296,6 +299,8 @@ impl SourceConfig {
             (FormatName::Express, _) => FormatSpec::Fixed(Kind::Express),
             (FormatName::Alb, _) => FormatSpec::Fixed(Kind::Alb),
             (FormatName::W3c, _) => FormatSpec::Fixed(Kind::W3c),
+            (FormatName::Haproxy, _) => FormatSpec::Fixed(Kind::Haproxy),
+            (FormatName::ErrorLog, _) => FormatSpec::Fixed(Kind::ErrorLog),
         }
     }
 }
@@ -469,6 +474,27 @@ mod tests {
         assert_eq!(c.sources[0].read_from, ReadFrom::End);
         assert_eq!(c.index.commit_interval, Duration::from_secs(1));
         assert!(c.filter.health_paths.contains(&"/healthz".to_string()));
+    }
+
+    #[test]
+    fn every_format_name_is_accepted() {
+        for name in [
+            "auto",
+            "combined",
+            "common",
+            "json",
+            "logfmt",
+            "express",
+            "alb",
+            "w3c",
+            "haproxy",
+            "error_log",
+            "nginx",
+            "apache",
+        ] {
+            let text = format!("[[sources]]\ninclude = [\"/x\"]\nformat = \"{name}\"\n");
+            assert!(ConfigFile::parse("x", &text).is_ok(), "{name}");
+        }
     }
 
     #[test]
