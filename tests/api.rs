@@ -313,6 +313,13 @@ fn context_and_top_values() {
     let r = request(d.addr, "GET", "/api/v1/fields/user_agent/top?n=1", Some(TOKEN), &[], b"").expect("request");
     let top: serde_json::Value = serde_json::from_str(&r.body).expect("json");
     assert_eq!(top["values"][0]["value"], "loadgen/1.0", "{top}");
+    // line(seq) puts its client in 10.0.(seq/250).(seq%250): all 60 are in 10.0.0.0/8, and the
+    // 50 of a.log plus 1000..1010 split across 10.0.0.0/24 and 10.0.4.0/24.
+    assert_eq!(d.total("client_ip:10.0.0.0/8"), 60);
+    assert_eq!(d.total("client_ip:10.0.0.0/24"), 50);
+    assert_eq!(d.total("client_ip:10.0.4.0/24 AND status:200"), 10);
+    let r = request(d.addr, "GET", "/api/v1/search?q=client_ip:10.0.0.0/40", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 400, "{}", r.body);
     let r = request(d.addr, "GET", "/api/v1/fields/password/top", Some(TOKEN), &[], b"").expect("request");
     assert_eq!(r.status, 400);
     d.stop();

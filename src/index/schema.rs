@@ -49,6 +49,8 @@ pub struct Fields {
     /// The file an event came from and where, for the context view.
     pub fingerprint: Field,
     pub offset: Field,
+    /// The client address as an address, for ranges and CIDR blocks.
+    pub ip: Field,
     keywords: Vec<Field>,
     texts: Vec<Field>,
 }
@@ -66,6 +68,7 @@ pub fn build() -> (Schema, Fields) {
     let families = b.add_text_field("family", STRING | FAST);
     let fingerprint = b.add_text_field("fingerprint", STRING);
     let offset = b.add_u64_field("offset", INDEXED | FAST);
+    let ip = b.add_ip_addr_field("ip", INDEXED | FAST);
     let anomaly_score = b.add_u64_field("anomaly_score", INDEXED | FAST);
     let attack = b.add_bool_field("attack", INDEXED);
     let keywords = KEYWORD_FIELDS.iter().map(|n| b.add_text_field(n, STRING | FAST)).collect();
@@ -89,6 +92,7 @@ pub fn build() -> (Schema, Fields) {
             source_json,
             fingerprint,
             offset,
+            ip,
             keywords,
             texts,
         },
@@ -128,6 +132,13 @@ impl Fields {
             doc.add_text(self.families, f);
         }
         doc.add_u64(self.anomaly_score, u64::from(ev.anomaly_score));
+        if let Some(addr) = ev.client_ip.as_deref().and_then(|c| c.parse::<std::net::IpAddr>().ok()) {
+            let v6 = match addr {
+                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                std::net::IpAddr::V6(v6) => v6,
+            };
+            doc.add_ip_addr(self.ip, v6);
+        }
         doc.add_bool(self.attack, ev.attack);
         let keywords = [
             ("method", ev.method.as_deref()),

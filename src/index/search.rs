@@ -77,6 +77,45 @@ pub struct Context {
     pub after: Vec<serde_json::Value>,
 }
 
+/// Rewrites `client_ip:203.0.113.0/24` (and IPv6 blocks) into a range over the `ip` field,
+/// which tantivy's parser understands; other text is left as it is.
+fn rewrite_cidr(query: &str) -> Result<String, SearchError> {
+    use std::net::IpAddr;
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(i) = rest.find("client_ip:") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "client_ip:".len()..];
+        let end = after.find(|c: char| c.is_whitespace() || c == ')').unwrap_or(after.len());
+        let value = after[..end].trim_matches('"');
+        match value.split_once('/') {
+            Some((addr, bits)) => {
+                let bad = || SearchError::Query(format!("{value:?} is not a CIDR block like 203.0.113.0/24"));
+                let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+                let bits: u32 = bits.parse().map_err(|_| bad())?;
+                let (lo, hi) = match addr {
+                    IpAddr::V4(v4) if bits <= 32 => {
+                        let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                        let lo = u32::from(v4) & mask;
+                        (IpAddr::from(std::net::Ipv4Addr::from(lo)), IpAddr::from(std::net::Ipv4Addr::from(lo | !mask)))
+                    }
+                    IpAddr::V6(v6) if bits <= 128 => {
+                        let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                        let lo = u128::from(v6) & mask;
+                        (IpAddr::from(std::net::Ipv6Addr::from(lo)), IpAddr::from(std::net::Ipv6Addr::from(lo | !mask)))
+                    }
+                    _ => return Err(bad()),
+                };
+                out.push_str(&format!("ip:[{lo} TO {hi}]"));
+            }
+            None => out.push_str(&rest[i..i + "client_ip:".len() + end]),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SearchResult {
     /// Events matching the query and time range (whatever the cursor).
@@ -316,7 +355,8 @@ impl Catalog {
     }
 
     fn parse_query(&self, req: &SearchRequest) -> Result<Box<dyn Query>, SearchError> {
-        let text = req.query.trim();
+        let rewritten = rewrite_cidr(req.query.trim())?;
+        let text = rewritten.as_str();
         let user: Box<dyn Query> = if text.is_empty() || text == "*" {
             Box::new(AllQuery)
         } else {
@@ -335,5 +375,22 @@ impl Catalog {
             (Occur::Must, user),
             (Occur::Must, Box::new(RangeQuery::new(lower, upper))),
         ])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks_become_ranges() {
+        assert_eq!(
+            rewrite_cidr("client_ip:203.0.113.0/24 AND status:500").unwrap(),
+            "ip:[203.0.113.0 TO 203.0.113.255] AND status:500"
+        );
+        assert_eq!(rewrite_cidr("client_ip:\"10.1.2.3\"").unwrap(), "client_ip:\"10.1.2.3\"");
+        assert_eq!(rewrite_cidr("(client_ip:10.0.0.0/8)").unwrap(), "(ip:[10.0.0.0 TO 10.255.255.255])");
+        assert!(rewrite_cidr("client_ip:10.0.0.0/33").is_err());
+        assert!(rewrite_cidr("client_ip:nope/8").is_err());
     }
 }
