@@ -354,3 +354,32 @@ fn per_token_rate_limit() {
     );
     d.stop();
 }
+
+#[test]
+fn repeated_searches_are_cached_until_the_next_commit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let log = logs.join("access.log");
+    std::fs::write(&log, (0..10).map(line).collect::<String>()).expect("write");
+    let glob = format!("{}/*.log", logs.display());
+    let d = Daemon::start(
+        &["--data-dir", tmp.path().join("data").to_str().expect("utf-8"), "--tail", &glob, "--read-from", "beginning"],
+        &tmp.path().join("d.log"),
+    );
+    assert_eq!(d.wait_total("*", 10, Duration::from_secs(20)), 10);
+    std::thread::sleep(Duration::from_millis(1500));
+    let get = || request(d.addr, "GET", "/api/v1/search?q=*&limit=5", Some(TOKEN), &[], b"").expect("request");
+    let first = get();
+    let second = get();
+    assert_eq!(first.header("x-cache"), Some("miss"));
+    assert_eq!(second.header("x-cache"), Some("hit"));
+    assert_eq!(
+        first.body.replace(|c: char| c.is_ascii_digit(), ""),
+        second.body.replace(|c: char| c.is_ascii_digit(), "")
+    );
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
+    std::io::Write::write_all(&mut f, line(10).as_bytes()).expect("append");
+    assert_eq!(d.wait_total("*", 11, Duration::from_secs(20)), 11, "a commit invalidates the cached total");
+    d.stop();
+}

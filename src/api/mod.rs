@@ -62,7 +62,21 @@ impl AppState {
 pub struct RequestCounts {
     by_route: Mutex<HashMap<(String, u16), u64>>,
     search: Mutex<LatencyHistogram>,
+    cache: Mutex<HashMap<String, CachedResult>>,
 }
+
+/// A search result kept for repeated identical requests (a dashboard refreshing), valid until
+/// the next commit or `CACHE_TTL`, whichever comes first.
+struct CachedResult {
+    commit_ms: i64,
+    at: Instant,
+    result: crate::index::search::SearchResult,
+}
+
+const CACHE_TTL: Duration = Duration::from_secs(5);
+const CACHE_ENTRIES: usize = 256;
+/// Searches slower than this are logged with their duration.
+const SLOW_QUERY_MS: f64 = 500.0;
 
 /// Upper bounds, in seconds, of the search latency buckets.
 pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
@@ -375,14 +389,41 @@ async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiErr
             Some(names)
         }
     };
+    // Relative times are part of the key as written, so `now-15m` is served from the cache
+    // only within the TTL and until the next commit.
+    let key = format!("{:?}|{:?}|{:?}|{limit}|{sort:?}|{:?}", p.q, p.from, p.to, p.cursor);
     let req = SearchRequest { query: p.q.unwrap_or_default(), from_ms, to_ms, limit, sort, cursor };
-    let catalog = state.catalog.clone();
-    let mut result = tokio::task::spawn_blocking(move || catalog.search(&req))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    if let Ok(mut h) = state.requests.search.lock() {
-        h.record(result.took_ms / 1000.0);
-    }
+    let commit_ms = state.counters.last_commit_ms.load(Ordering::Relaxed);
+    let cached = state.requests.cache.lock().ok().and_then(|c| {
+        c.get(&key).filter(|e| e.commit_ms == commit_ms && e.at.elapsed() < CACHE_TTL).map(|e| e.result.clone())
+    });
+    let hit = cached.is_some();
+    let mut result = match cached {
+        Some(r) => r,
+        None => {
+            let catalog = state.catalog.clone();
+            let query_len = req.query.len();
+            let r = tokio::task::spawn_blocking(move || catalog.search(&req))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            if let Ok(mut h) = state.requests.search.lock() {
+                h.record(r.took_ms / 1000.0);
+            }
+            // The query text may hold what someone searched for; log its shape, not its words.
+            if r.took_ms > SLOW_QUERY_MS {
+                tracing::warn!(took_ms = r.took_ms, query_chars = query_len, total = r.total, "slow search");
+            }
+            if let Ok(mut c) = state.requests.cache.lock() {
+                if c.len() >= CACHE_ENTRIES {
+                    c.retain(|_, e| e.at.elapsed() < CACHE_TTL && e.commit_ms == commit_ms);
+                }
+                if c.len() < CACHE_ENTRIES {
+                    c.insert(key, CachedResult { commit_ms, at: Instant::now(), result: r.clone() });
+                }
+            }
+            r
+        }
+    };
     if let Some(fields) = fields {
         for hit in &mut result.hits {
             if let Some(obj) = hit.as_object_mut() {
@@ -390,7 +431,10 @@ async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiErr
             }
         }
     }
-    Ok(Json(result).into_response())
+    let mut resp = Json(result).into_response();
+    resp.headers_mut()
+        .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(if hit { "hit" } else { "miss" }));
+    Ok(resp)
 }
 
 #[derive(Debug, Deserialize)]
