@@ -1,7 +1,7 @@
 //! AWS Application Load Balancer (and classic ELB) access logs.
 
 use super::ParseError;
-use super::lexer::{non_empty, quoted, request_line, token, unescape, ws};
+use super::lexer::{non_empty, quoted, set_request, token, unescape, ws};
 use super::timestamp::parse_iso;
 use crate::event::Event;
 
@@ -47,11 +47,8 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<(), ParseError> {
     ev.bytes_sent = cols[10].parse().ok();
     let (r, request) = quoted(rest).map_err(|_| ParseError::invalid("unterminated \"request\""))?;
     let request = unescape(request);
-    if let Some((method, target, proto)) = request_line(&request).filter(|(m, _, _)| *m != "-") {
-        ev.method = Some(method.to_string());
-        ev.set_target(target);
-        ev.protocol = proto.map(str::to_string);
-    }
+    // TCP listeners log `"- - - "`: no request, nothing to keep.
+    set_request(ev, &request);
     let r = ws(r).map_or(r, |(r, _)| r);
     if let Ok((_, ua)) = quoted(r) {
         ev.user_agent = non_empty(&unescape(ua)).map(str::to_string);

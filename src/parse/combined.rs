@@ -4,7 +4,7 @@
 //! `$upstream_response_time`, apache `%D` and `%T`, or `rt=` style key-value pairs).
 
 use super::ParseError;
-use super::lexer::{bracketed, non_empty, quoted, request_line, token, unescape, ws};
+use super::lexer::{bracketed, non_empty, quoted, set_request, token, unescape, ws};
 use super::timestamp::{parse_clf, parse_iso};
 use crate::event::Event;
 
@@ -45,13 +45,8 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<&'static str, ParseError> {
     }
     let (r, request) = quoted(rest).map_err(|_| ParseError::invalid("unterminated \"request\""))?;
     let request = unescape(request);
-    match request_line(&request) {
-        Some((method, target, proto)) => {
-            ev.method = Some(method.to_string());
-            ev.set_target(target);
-            ev.protocol = proto.map(str::to_string);
-        }
-        None => ev.message = non_empty(&request).map(str::to_string),
+    if !set_request(ev, &request) {
+        ev.message = non_empty(&request).map(str::to_string);
     }
 
     let (r, _) = ws(r).map_err(|_| ParseError::invalid("missing status"))?;

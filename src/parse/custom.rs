@@ -3,7 +3,7 @@
 //! `LogFormat` such as `%h %l %u %t \"%r\" %>s %b %D`.
 
 use super::ParseError;
-use super::lexer::{non_empty, request_line, unescape};
+use super::lexer::{non_empty, set_request, unescape};
 use super::timestamp::{from_epoch, parse_clf, parse_iso};
 use crate::event::Event;
 
@@ -278,14 +278,11 @@ fn set(ev: &mut Event, var: &Var, raw: &str) -> Result<(), ParseError> {
         Var::TimeClf => ev.timestamp_ms = parse_clf(v).ok_or(ParseError::invalid("unrecognised timestamp"))?,
         Var::TimeIso => ev.timestamp_ms = parse_iso(v).ok_or(ParseError::invalid("unrecognised timestamp"))?,
         Var::Msec => ev.timestamp_ms = from_epoch(number("msec")?).ok_or(ParseError::invalid("bad msec"))?,
-        Var::Request => match request_line(v) {
-            Some((m, t, p)) => {
-                ev.method = Some(m.to_string());
-                ev.set_target(t);
-                ev.protocol = p.map(str::to_string);
+        Var::Request => {
+            if !set_request(ev, v) {
+                ev.message = Some(v.to_string());
             }
-            None => ev.message = Some(v.to_string()),
-        },
+        }
         Var::Status => ev.status = Some(number("status")? as u16),
         Var::BytesSent => ev.bytes_sent = Some(number("bytes")? as u64),
         Var::RequestBytes => ev.request_bytes = Some(number("request bytes")? as u64),

@@ -4,7 +4,7 @@
 //! and litespeed (`2022-06-08 22:49:20.774649 [NOTICE] [1226033] ...`).
 
 use super::ParseError;
-use super::lexer::{bracketed, request_line};
+use super::lexer::{bracketed, set_request};
 use super::timestamp::{parse_ctime, parse_iso};
 use crate::event::Event;
 
@@ -46,10 +46,8 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<(), ParseError> {
     if let Some(host) = quoted_after(rest, "host: \"") {
         ev.host = Some(host.to_string());
     }
-    if let Some((m, t, p)) = quoted_after(rest, "request: \"").and_then(request_line) {
-        ev.method = Some(m.to_string());
-        ev.set_target(t);
-        ev.protocol = p.map(str::to_string);
+    if let Some(request) = quoted_after(rest, "request: \"") {
+        set_request(ev, request);
     }
     ev.message = Some(rest.to_string());
     Ok(())

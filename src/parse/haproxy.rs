@@ -2,7 +2,7 @@
 //! `1.2.3.4:55008 [25/Sep/2018:06:05:27.584] ft_https~ bk/srv 0/0/0/72/72 200 7456 - - ---- 5/4/0/1/0 0/0 "POST /user/ HTTP/1.1"`.
 
 use super::ParseError;
-use super::lexer::{bracketed, quoted, request_line, token, unescape, ws};
+use super::lexer::{bracketed, quoted, set_request, token, unescape, ws};
 use super::timestamp::parse_clf;
 use crate::event::Event;
 
@@ -49,13 +49,8 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<(), ParseError> {
     ev.host = Some(cols[0].trim_end_matches('~').to_string());
     if let Ok((_, request)) = quoted(r) {
         let request = unescape(request);
-        match request_line(&request) {
-            Some((m, t, p)) => {
-                ev.method = Some(m.to_string());
-                ev.set_target(t);
-                ev.protocol = p.map(str::to_string);
-            }
-            None => ev.message = Some(request.into_owned()),
+        if !set_request(ev, &request) {
+            ev.message = Some(request.into_owned());
         }
     }
     Ok(())

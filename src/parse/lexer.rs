@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use crate::event::Event;
+
 use nom::bytes::complete::{take_till, take_till1, take_while};
 use nom::character::complete::char;
 use nom::{IResult, Parser};
@@ -89,10 +91,21 @@ pub fn request_line(r: &str) -> Option<(&str, &str, Option<&str>)> {
     let method = parts.next()?;
     let target = parts.next()?;
     let proto = parts.next();
-    let method_ok = !method.is_empty()
-        && method.len() <= 20
+    let method_ok = method.len() <= 20
+        && method.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
         && method.bytes().all(|c| c.is_ascii_uppercase() || c == b'-' || c == b'_');
     method_ok.then_some((method, target, proto.filter(|p| !p.is_empty())))
+}
+
+/// Fills method, path, route, query and protocol from a request line. Returns false, leaving
+/// `ev` untouched, when the text is not one (`-`, an empty request, binary junk), so each
+/// format decides what to keep of it.
+pub fn set_request(ev: &mut Event, request: &str) -> bool {
+    let Some((method, target, proto)) = request_line(request) else { return false };
+    ev.method = Some(method.to_string());
+    ev.set_target(target);
+    ev.protocol = proto.map(str::to_string);
+    true
 }
 
 #[cfg(test)]
@@ -119,6 +132,7 @@ mod tests {
         assert_eq!(request_line("GET / HTTP/1.0"), Some(("GET", "/", Some("HTTP/1.0"))));
         assert_eq!(request_line("GET /x"), Some(("GET", "/x", None)));
         assert_eq!(request_line("-"), None);
+        assert_eq!(request_line("- - - "), None);
         assert_eq!(request_line("\u{16}\u{3}\u{1} x"), None);
     }
 }
