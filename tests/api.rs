@@ -184,8 +184,7 @@ fn no_token_beyond_loopback_is_refused_and_loopback_generates_one() {
 #[test]
 fn pagination_sort_fields_and_export() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let logs = tmp.path().join("logs");
-    std::fs::create_dir_all(&logs).expect("mkdir");
+    let (logs, glob) = common::logs_dir(tmp.path());
     let log = logs.join("access.log");
     // 100 lines with their own second, then 40 sharing one millisecond (ties across pages).
     let mut text: String = (0..100).map(line).collect();
@@ -195,11 +194,7 @@ fn pagination_sort_fields_and_export() {
         ));
     }
     std::fs::write(&log, &text).expect("write");
-    let glob = format!("{}/*.log", logs.display());
-    let d = Daemon::start(
-        &["--data-dir", tmp.path().join("data").to_str().expect("utf-8"), "--tail", &glob, "--read-from", "beginning"],
-        &tmp.path().join("d.log"),
-    );
+    let d = Daemon::tailing(tmp.path(), &glob);
     assert_eq!(d.wait_total("*", 140, Duration::from_secs(20)), 140);
 
     let get = |path: &str| -> serde_json::Value {
@@ -277,15 +272,10 @@ fn pagination_sort_fields_and_export() {
 #[test]
 fn context_and_top_values() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let logs = tmp.path().join("logs");
-    std::fs::create_dir_all(&logs).expect("mkdir");
+    let (logs, glob) = common::logs_dir(tmp.path());
     std::fs::write(logs.join("a.log"), (0..50).map(line).collect::<String>()).expect("write");
     std::fs::write(logs.join("b.log"), (1000..1010).map(line).collect::<String>()).expect("write");
-    let glob = format!("{}/*.log", logs.display());
-    let d = Daemon::start(
-        &["--data-dir", tmp.path().join("data").to_str().expect("utf-8"), "--tail", &glob, "--read-from", "beginning"],
-        &tmp.path().join("d.log"),
-    );
+    let d = Daemon::tailing(tmp.path(), &glob);
     assert_eq!(d.wait_total("*", 60, Duration::from_secs(20)), 60);
     let hit = &d.search(r#"path:"/item/20""#, 1)["hits"][0];
     let id = hit["id"].as_str().expect("id");
@@ -358,15 +348,10 @@ fn per_token_rate_limit() {
 #[test]
 fn repeated_searches_are_cached_until_the_next_commit() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let logs = tmp.path().join("logs");
-    std::fs::create_dir_all(&logs).expect("mkdir");
+    let (logs, glob) = common::logs_dir(tmp.path());
     let log = logs.join("access.log");
     std::fs::write(&log, (0..10).map(line).collect::<String>()).expect("write");
-    let glob = format!("{}/*.log", logs.display());
-    let d = Daemon::start(
-        &["--data-dir", tmp.path().join("data").to_str().expect("utf-8"), "--tail", &glob, "--read-from", "beginning"],
-        &tmp.path().join("d.log"),
-    );
+    let d = Daemon::tailing(tmp.path(), &glob);
     assert_eq!(d.wait_total("*", 10, Duration::from_secs(20)), 10);
     std::thread::sleep(Duration::from_millis(1500));
     let get = || request(d.addr, "GET", "/api/v1/search?q=*&limit=5", Some(TOKEN), &[], b"").expect("request");

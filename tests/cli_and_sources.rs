@@ -96,36 +96,35 @@ fn read_from_end_skips_history_but_not_lines_written_while_down() {
     d.stop();
 }
 
+/// What logrotate's compress leaves behind.
+fn write_gz(path: &std::path::Path, bytes: &[u8]) {
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(path).expect("create gz"), flate2::Compression::default());
+    enc.write_all(bytes).expect("compress");
+    enc.finish().expect("finish gz");
+}
+
 #[test]
 fn rotated_gz_files_are_read_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let logs = tmp.path().join("logs");
-    std::fs::create_dir_all(&logs).expect("mkdir");
+    let (logs, _) = common::logs_dir(tmp.path());
     let plain = logs.join("access.log");
     std::fs::write(&plain, (0..50).map(line).collect::<String>()).expect("write");
     let glob = format!("{}/access.log*", logs.display());
-    let data = tmp.path().join("data");
-    let args = ["--data-dir", data.to_str().expect("utf-8"), "--tail", &glob, "--read-from", "beginning"];
-    let d = Daemon::start(&args, &tmp.path().join("d.log"));
+    let d = Daemon::tailing(tmp.path(), &glob);
     assert_eq!(d.wait_total("*", 50, Duration::from_secs(20)), 50);
     // logrotate: rename, compress, start a new file.
     std::fs::rename(&plain, logs.join("access.log.1")).expect("rename");
-    let gz = std::fs::File::create(logs.join("access.log.1.gz")).expect("create gz");
-    let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
-    enc.write_all(&std::fs::read(logs.join("access.log.1")).expect("read")).expect("compress");
-    enc.finish().expect("finish gz");
+    write_gz(&logs.join("access.log.1.gz"), &std::fs::read(logs.join("access.log.1")).expect("read"));
     std::fs::remove_file(logs.join("access.log.1")).expect("remove");
     std::fs::write(&plain, (50..60).map(line).collect::<String>()).expect("write");
     // An older archive that was never read.
-    let gz = std::fs::File::create(logs.join("access.log.2.gz")).expect("create gz");
-    let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
-    enc.write_all((1000..1030).map(line).collect::<String>().as_bytes()).expect("compress");
-    enc.finish().expect("finish gz");
+    write_gz(&logs.join("access.log.2.gz"), (1000..1030).map(line).collect::<String>().as_bytes());
     assert_eq!(d.wait_total("*", 90, Duration::from_secs(20)), 90);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(d.total("*"), 90, "the compressed copy of a file already read is not read again");
     d.stop();
-    let d = Daemon::start(&args, &tmp.path().join("d.log"));
+    let d = Daemon::tailing(tmp.path(), &glob);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(d.total("*"), 90, "nor after a restart");
     d.stop();

@@ -12,14 +12,8 @@ use common::{Daemon, line};
 #[test]
 fn hostile_lines_are_kept_flagged_and_the_daemon_survives() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let logs = tmp.path().join("logs");
-    std::fs::create_dir_all(&logs).expect("mkdir");
-    let data = tmp.path().join("data");
-    let glob = format!("{}/*.log", logs.display());
-    let d = Daemon::start(
-        &["--data-dir", data.to_str().expect("utf-8"), "--tail", &glob, "--read-from", "beginning"],
-        &tmp.path().join("daemon.log"),
-    );
+    let (logs, glob) = common::logs_dir(tmp.path());
+    let d = Daemon::tailing(tmp.path(), &glob);
     let path = logs.join("app.log");
     let mut f = OpenOptions::new().create(true).append(true).open(&path).expect("open");
 

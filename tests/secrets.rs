@@ -68,15 +68,9 @@ fn files_containing(dir: &Path, needle: &[u8], out: &mut Vec<String>) {
 #[test]
 fn planted_secrets_never_reach_disk_results_or_logs() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let logs = tmp.path().join("logs");
-    std::fs::create_dir_all(&logs).expect("mkdir");
-    let data = tmp.path().join("data");
-    let daemon_log = tmp.path().join("daemon.log");
-    let args = ["--data-dir", data.to_str().expect("utf-8"), "--tail", "", "--read-from", "beginning"];
-    let glob = format!("{}/*.log", logs.display());
-    let mut args = args.to_vec();
-    args[3] = &glob;
-    let d = Daemon::start(&args, &daemon_log);
+    let (logs, glob) = common::logs_dir(tmp.path());
+    let d = Daemon::tailing(tmp.path(), &glob);
+    let (data, daemon_log) = (tmp.path().join("data"), tmp.path().join("d.log"));
 
     let mut f = OpenOptions::new().create(true).append(true).open(logs.join("app.log")).expect("open");
     for l in lines() {

@@ -44,6 +44,14 @@ impl Daemon {
         d
     }
 
+    /// Starts a daemon under `tmp` (data in `tmp/data`, its log in `tmp/d.log`) tailing `glob`
+    /// from the beginning of each file.
+    pub fn tailing(tmp: &Path, glob: &str) -> Daemon {
+        let data = tmp.join("data");
+        let data = data.to_str().expect("utf-8 path");
+        Daemon::start(&["--data-dir", data, "--tail", glob, "--read-from", "beginning"], &tmp.join("d.log"))
+    }
+
     pub fn wait_healthy(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -193,6 +201,14 @@ fn dechunk(mut body: &str) -> String {
         body = rest.get(n + 2..).unwrap_or("");
     }
     out
+}
+
+/// Creates `tmp/logs` and returns it with the glob of its `*.log` files.
+pub fn logs_dir(tmp: &Path) -> (PathBuf, String) {
+    let logs = tmp.join("logs");
+    std::fs::create_dir_all(&logs).expect("create the logs directory");
+    let glob = format!("{}/*.log", logs.display());
+    (logs, glob)
 }
 
 /// A combined log line whose path carries `seq`, so every line can be found and counted.
