@@ -100,6 +100,30 @@ pub enum Command {
         #[arg(default_value = "*")]
         query: String,
     },
+    /// Latency and error statistics per route (or status, method, host) from the data
+    /// directory, as `/api/v1/stats` computes them.
+    Stats {
+        #[command(flatten)]
+        common: Common,
+        /// Start of the range: RFC 3339, epoch seconds or now-15m (default: 24 hours ago).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range, exclusive (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// route, status, status_class, method, host or none.
+        #[arg(long, default_value = "route")]
+        group_by: String,
+        /// Only the events matching this query.
+        #[arg(long, default_value = "*")]
+        query: String,
+        /// Rows to print, highest count first.
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

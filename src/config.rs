@@ -5,6 +5,7 @@
 //! Precedence, lowest first: the file (or the embedded default), `LOGWARDEN_*` environment
 //! variables (`LOGWARDEN_SECTION__KEY`), then command-line flags (applied by `cli`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +39,37 @@ pub struct ConfigFile {
     pub redact: RedactConfig,
     pub filter: FilterConfig,
     pub rules: RulesConfig,
+    pub stats: StatsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// A request slower than this is slow (counted, and logged at a limited rate).
+    #[serde(deserialize_with = "positive_u64")]
+    pub slow_request_ms: u64,
+    /// Per-route slow thresholds, winning over `slow_request_ms`.
+    pub slow_request_ms_by_route: BTreeMap<String, u64>,
+    /// Apdex target T: satisfied up to T, tolerating up to 4T.
+    #[serde(deserialize_with = "positive_u64")]
+    pub apdex_target_ms: u64,
+    /// Distinct routes kept apart; later ones are folded into `other`.
+    #[serde(deserialize_with = "positive_usize")]
+    pub max_routes: usize,
+    /// Route templates (`/api/users/:id/orders`, `/static/*`), winning over the heuristics.
+    pub routes: Vec<String>,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            slow_request_ms: 1000,
+            slow_request_ms_by_route: BTreeMap::new(),
+            apdex_target_ms: 500,
+            max_routes: 2000,
+            routes: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +228,14 @@ fn positive_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     Ok(n)
 }
 
+fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be greater than zero"));
+    }
+    Ok(n)
+}
+
 fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = u32::deserialize(d)?;
     if n == 0 {
@@ -215,6 +255,7 @@ impl Default for ConfigFile {
             redact: RedactConfig::default(),
             filter: FilterConfig::default(),
             rules: RulesConfig::default(),
+            stats: StatsConfig::default(),
         }
     }
 }
@@ -438,6 +479,11 @@ impl ConfigFile {
                     }
                 };
                 compiled.map_err(|e| invalid(Some(f.span()), "log_format", e.to_string()))?;
+            }
+        }
+        for r in &self.stats.routes {
+            if let Err(e) = crate::stats::routes::Template::parse(r) {
+                return Err(invalid(find(text, r), "stats.routes", e));
             }
         }
         if !matches!(self.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {

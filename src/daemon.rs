@@ -14,10 +14,12 @@ use crate::filter::Filter;
 use crate::index::{Catalog, IndexError, IndexStore};
 use crate::metrics::IngestCounters;
 use crate::parse::FormatSpec;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Stages};
 use crate::redact::{Redactor, Replacement};
 use crate::rules::Detector;
 use crate::source::{self, Batch, FileSettings, FileSource, Framer};
+use crate::stats::routes::{RouteTable, Template};
+use crate::stats::{self, Recorder, Stats, Thresholds};
 
 /// Batches in flight between the sources and the pipeline; beyond this, reading waits.
 const CHANNEL_BATCHES: usize = 64;
@@ -42,6 +44,7 @@ struct Parts {
     pipeline: Pipeline,
     resume: HashMap<String, u64>,
     counters: Arc<IngestCounters>,
+    stats: Arc<Stats>,
 }
 
 fn redactor(cfg: &ConfigFile) -> Result<Redactor, DaemonError> {
@@ -73,8 +76,18 @@ fn build(cfg: &ConfigFile, specs: Vec<FormatSpec>) -> Result<Parts, DaemonError>
     } else {
         None
     };
-    let pipeline = Pipeline::new(specs, Filter::new(&cfg.filter), redactor(cfg)?, detector, store, counters.clone());
-    Ok(Parts { catalog, pipeline, resume: resume.into_iter().collect(), counters })
+    let stats = Arc::new(Stats::new(Thresholds::new(&cfg.stats)));
+    let mut recorder = Recorder::new(stats.clone());
+    let started = Instant::now();
+    let requests = stats::rebuild(&catalog, &store.replaying(), &mut recorder)
+        .map_err(|e| DaemonError::Pipeline(format!("cannot rebuild statistics from the index: {e}")))?;
+    tracing::info!(requests, took_ms = started.elapsed().as_millis() as u64, "statistics rebuilt from the index");
+    let templates = cfg.stats.routes.iter().filter_map(|r| Template::parse(r).ok()).collect();
+    let routes =
+        RouteTable::new(templates, cfg.stats.max_routes, catalog.distinct_terms("route")?, stats.folded_routes.clone());
+    let stages = Stages { filter: Filter::new(&cfg.filter), routes, redactor: redactor(cfg)?, detector, recorder };
+    let pipeline = Pipeline::new(specs, stages, store, counters.clone());
+    Ok(Parts { catalog, pipeline, resume: resume.into_iter().collect(), counters, stats })
 }
 
 fn file_settings(cfg: &ConfigFile) -> Vec<FileSettings> {
@@ -113,7 +126,7 @@ fn spawn_pipeline(
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     let specs = cfg.sources.iter().map(|s| s.format_spec()).collect();
-    let Parts { catalog, pipeline, resume, counters } = build(&cfg, specs)?;
+    let Parts { catalog, pipeline, resume, counters, stats } = build(&cfg, specs)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
 
@@ -148,7 +161,8 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
         request_timeout: cfg.api.request_timeout,
         max_concurrent_requests: cfg.api.max_concurrent_requests,
     };
-    let app = router(AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute), &limits);
+    let state = AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute).with_stats(stats);
+    let app = router(state, &limits);
     let stop = shutdown.clone();
     runtime
         .block_on(async move {

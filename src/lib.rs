@@ -31,3 +31,4 @@ pub mod pipeline;
 pub mod redact;
 pub mod rules;
 pub mod source;
+pub mod stats;

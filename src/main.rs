@@ -103,8 +103,90 @@ fn main() -> Result<()> {
                 writeln!(out, "{} of {} matching events ({:.1} ms)", result.hits.len(), result.total, result.took_ms)?;
             }
         }
+        Command::Stats { common, from, to, group_by, query, limit, json } => {
+            let cfg = cli::load(&common)?;
+            stats_table(StatsArgs { cfg, from, to, group_by, query, limit, json })?;
+        }
     }
     Ok(())
+}
+
+fn stats_table(cli: StatsArgs) -> Result<()> {
+    use logwarden::stats::{self, Filter, GroupBy, MinuteRange, Thresholds};
+    let StatsArgs { cfg, from, to, group_by, query, limit, json } = cli;
+    let now = now_ms();
+    let time = |name: &str, v: &Option<String>| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                logwarden::api::parse_time(s, now)
+                    .with_context(|| format!("--{name} {s:?} is not RFC 3339, epoch seconds or now-15m"))
+            })
+            .transpose()
+    };
+    let to = time("to", &to)?.unwrap_or(now);
+    let from = time("from", &from)?.unwrap_or(to - 24 * 3_600_000);
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let group = GroupBy::parse(&group_by)
+        .with_context(|| format!("--group-by {group_by:?}: one of route, status, status_class, method, host, none"))?;
+    // The same whole minutes the daemon's buckets answer for.
+    let range = MinuteRange::covering(from, to);
+    let catalog = Catalog::open(&cfg.data_dir.join("index")).context("opening the index")?;
+    let req = SearchRequest { query, from_ms: Some(range.from_ms), to_ms: Some(range.to_ms), ..Default::default() };
+    let report = stats::report_from_index(
+        &catalog,
+        &req,
+        &Thresholds::new(&cfg.stats),
+        &Filter::default(),
+        group,
+        range.seconds(),
+    )?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    let mut groups = report.groups;
+    groups.sort_by(|a, b| b.summary.count.cmp(&a.summary.count).then_with(|| a.key.cmp(&b.key)));
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let width = groups.iter().map(|g| g.key.chars().count()).max().unwrap_or(5).clamp(5, 60);
+    writeln!(
+        out,
+        "{:<width$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6} {:>6} {:>6}",
+        "GROUP", "COUNT", "RPS", "MEAN_MS", "P50_MS", "P95_MS", "P99_MS", "MAX_MS", "5XX%", "SLOW", "APDEX"
+    )?;
+    let row = |out: &mut std::io::StdoutLock, key: &str, s: &logwarden::stats::Summary| {
+        // Keys come from log lines: escape control characters.
+        let key: String = key.chars().flat_map(char::escape_default).take(width).collect();
+        writeln!(
+            out,
+            "{key:<width$} {:>8} {:>8.3} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6.2} {:>6} {:>6}",
+            s.count,
+            s.rps,
+            ms(s.mean_ms),
+            ms(s.p50_ms),
+            ms(s.p95_ms),
+            ms(s.p99_ms),
+            ms(s.max_ms),
+            s.error_rate * 100.0,
+            s.slow_count,
+            s.apdex.map_or("-".into(), |a| format!("{a:.2}"))
+        )
+    };
+    for g in groups.iter().take(limit) {
+        row(&mut out, &g.key, &g.summary)?;
+    }
+    row(&mut out, "TOTAL", &report.total)?;
+    Ok(())
+}
+
+struct StatsArgs {
+    cfg: ConfigFile,
+    from: Option<String>,
+    to: Option<String>,
+    group_by: String,
+    query: String,
+    limit: usize,
+    json: bool,
 }
 
 /// One line per hit; control characters are escaped so a crafted log line cannot drive the

@@ -28,6 +28,8 @@ use crate::parse::{FileParser, FormatSpec};
 use crate::redact::{Redacted, Redactor};
 use crate::rules::Detector;
 use crate::source::{Batch, Item, SourceRecord};
+use crate::stats::Recorder;
+use crate::stats::routes::RouteTable;
 
 /// Records per unit of work handed to a worker.
 const CHUNK: usize = 1024;
@@ -54,6 +56,7 @@ struct Parse {
     specs: Vec<FormatSpec>,
     parsers: HashMap<String, FileParser>,
     filter: Filter,
+    routes: RouteTable,
     counters: Arc<IngestCounters>,
     per_source: BTreeMap<String, SourceCounts>,
     last_publish: Instant,
@@ -64,30 +67,35 @@ pub struct Pipeline {
     redactor: Redactor,
     detector: Option<Detector>,
     store: IndexStore,
+    recorder: Recorder,
     counters: Arc<IngestCounters>,
     workers: usize,
 }
 
+/// The stages between parsing and the index, each built from its part of the configuration.
+pub struct Stages {
+    pub filter: Filter,
+    pub routes: RouteTable,
+    pub redactor: Redactor,
+    pub detector: Option<Detector>,
+    pub recorder: Recorder,
+}
+
 impl Pipeline {
     /// `specs[i]` is the format of configured source `i`.
-    pub fn new(
-        specs: Vec<FormatSpec>,
-        filter: Filter,
-        redactor: Redactor,
-        detector: Option<Detector>,
-        store: IndexStore,
-        counters: Arc<IngestCounters>,
-    ) -> Self {
+    pub fn new(specs: Vec<FormatSpec>, stages: Stages, store: IndexStore, counters: Arc<IngestCounters>) -> Self {
+        let Stages { filter, routes, redactor, detector, recorder } = stages;
         let parse = Parse {
             specs,
             parsers: HashMap::new(),
             filter,
+            routes,
             counters: counters.clone(),
             per_source: BTreeMap::new(),
             last_publish: Instant::now(),
         };
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-        Self { parse, redactor, detector, store, counters, workers }
+        Self { parse, redactor, detector, store, recorder, counters, workers }
     }
 
     /// Builds the event of one record; a record no parser accepts becomes an unparsed event.
@@ -111,7 +119,7 @@ impl Pipeline {
     /// `interval`; then commits a last time and closes the index. Batches still queued at
     /// shutdown are not lost: their positions were not committed, so they are read again.
     pub fn run(self, rx: Receiver<Batch>, interval: Duration, shutdown: &AtomicBool) -> Result<(), IndexError> {
-        let Pipeline { mut parse, redactor, detector, store, counters, workers } = self;
+        let Pipeline { mut parse, redactor, detector, store, recorder, counters, workers } = self;
         let (ready_tx, ready_rx) = sync_channel::<(u64, Vec<Ready>)>(workers * QUEUE);
         std::thread::scope(|scope| {
             let mut work_txs = Vec::with_capacity(workers);
@@ -143,7 +151,7 @@ impl Pipeline {
                 .name("parse".into())
                 .spawn_scoped(scope, move || parse.run(rx, work_txs, shutdown))
                 .expect("spawn parse thread");
-            index_loop(store, ready_rx, &counters, interval)
+            index_loop(store, recorder, ready_rx, &counters, interval)
         })
     }
 }
@@ -230,7 +238,7 @@ impl Parse {
         }
         let parser = self.parsers.get_mut(&origin.fingerprint).expect("inserted above");
         let before = parser.detected();
-        let ev = Pipeline::event_of(parser, &origin, text, flags);
+        let mut ev = Pipeline::event_of(parser, &origin, text, flags);
         if before.is_none()
             && let Some(kind) = parser.detected()
         {
@@ -256,6 +264,7 @@ impl Parse {
             counts.skipped += 1;
             return Parsed::Advance(origin.fingerprint, origin.end_offset);
         }
+        self.routes.assign(&mut ev);
         Parsed::Event(origin, ev)
     }
 }
@@ -263,6 +272,7 @@ impl Parse {
 /// Applies work in sequence order and commits every `interval`, until the workers hang up.
 fn index_loop(
     mut store: IndexStore,
+    mut recorder: Recorder,
     ready: Receiver<(u64, Vec<Ready>)>,
     counters: &IngestCounters,
     interval: Duration,
@@ -282,6 +292,7 @@ fn index_loop(
                             Ready::Advance(fp, offset) => store.advance(&fp, offset),
                             Ready::Add(origin, ev) => {
                                 store.add(&origin, &ev)?;
+                                recorder.record(ev.event());
                                 IngestCounters::add(&counters.events_indexed, 1);
                             }
                         }
@@ -294,14 +305,17 @@ fn index_loop(
         }
         if last_commit.elapsed() >= interval {
             commit(&mut store, counters)?;
+            recorder.flush();
             last_commit = Instant::now();
             if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
-                store.apply_retention()?;
+                recorder.drop_before(store.apply_retention()?);
                 last_retention = Some(Instant::now());
             }
         }
     }
-    store.close()
+    store.close()?;
+    recorder.flush();
+    Ok(())
 }
 
 fn commit(store: &mut IndexStore, counters: &IngestCounters) -> Result<(), IndexError> {

@@ -10,6 +10,7 @@
 pub mod auth;
 mod export;
 mod metrics;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -32,6 +33,7 @@ use crate::index::search::{Cursor, MAX_LIMIT, SearchError, SearchRequest, Sort};
 use crate::index::{Catalog, now_ms};
 use crate::metrics::IngestCounters;
 use crate::parse::timestamp::parse_any;
+use crate::stats::Stats;
 pub use auth::{Auth, Role};
 
 #[derive(Clone)]
@@ -41,6 +43,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub limiter: Arc<auth::RateLimiter>,
     pub requests: Arc<RequestCounts>,
+    pub stats: Arc<Stats>,
     pub started: Instant,
 }
 
@@ -52,8 +55,15 @@ impl AppState {
             auth: Arc::new(auth),
             limiter: Arc::new(auth::RateLimiter::new(rate_per_minute)),
             requests: Arc::default(),
+            stats: Arc::default(),
             started: Instant::now(),
         }
+    }
+
+    /// Serves these statistics (the pipeline's) rather than empty ones.
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = stats;
+        self
     }
 }
 
@@ -139,6 +149,9 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .route("/api/v1/search/export", get(export::export))
         .route("/api/v1/events/{id}/context", get(context))
         .route("/api/v1/fields/{field}/top", get(top_values))
+        .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/stats/timeseries", get(stats::timeseries))
+        .route("/api/v1/stats/slow", get(stats::slow))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = Router::new()

@@ -20,6 +20,9 @@ use crate::parse::timestamp::civil_from_days;
 use crate::redact::Redacted;
 use checkpoint::{Payload, Positions, Recovery};
 use schema::Fields;
+use search::Replay;
+
+const DAY_MS: i64 = 86_400_000;
 
 /// A writer not used for this long is closed after a commit, freeing its memory.
 const WRITER_IDLE: Duration = Duration::from_secs(60);
@@ -131,6 +134,24 @@ impl Catalog {
                 }
             })
             .collect()
+    }
+
+    /// Every distinct value of a keyword field across the partitions (the routes already
+    /// known, on start).
+    pub fn distinct_terms(&self, field: &str) -> Result<std::collections::BTreeSet<String>, IndexError> {
+        let mut out = std::collections::BTreeSet::new();
+        let Ok(f) = self.schema.get_field(field) else { return Ok(out) };
+        for (name, reader) in self.readers.read().expect("catalog lock").iter() {
+            let io = |source| IndexError::Io { path: self.dir.join(name), source };
+            for segment in reader.searcher().segment_readers() {
+                let inverted = segment.inverted_index(f).map_err(Self::tantivy(name))?;
+                let mut terms = inverted.terms().stream().map_err(io)?;
+                while terms.advance() {
+                    out.insert(String::from_utf8_lossy(terms.key()).into_owned());
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn partitions(&self) -> Vec<String> {
@@ -339,9 +360,33 @@ impl IndexStore {
         Ok(Some(stats))
     }
 
+    /// The lines this store will read again, replacing what a cut-short commit left: what
+    /// anything derived from the index (statistics) must not count before they are replayed.
+    pub fn replaying(&self) -> Vec<Replay> {
+        self.replace_until
+            .iter()
+            .map(|(fp, until)| Replay {
+                fingerprint: fp.clone(),
+                from: self.previous.get(fp).copied().unwrap_or(0),
+                until: *until,
+            })
+            .collect()
+    }
+
+    /// Drops the partitions older than the retention (see [`IndexStore::drop_old_partitions`]);
+    /// returns the start (ms) of the oldest day still held, below which nothing is retained.
+    pub fn apply_retention(&mut self) -> Result<i64, IndexError> {
+        self.drop_old_partitions()?;
+        let cutoff = (now_ms().div_euclid(DAY_MS) - i64::from(self.retention_days)) * DAY_MS;
+        // Partitions of the last round are kept whatever their age, and their days with them.
+        let oldest =
+            self.last_round.iter().filter_map(|n| crate::parse::timestamp::parse_iso(&format!("{n}T00:00:00Z"))).min();
+        Ok(oldest.map_or(cutoff, |o| o.min(cutoff)))
+    }
+
     /// Drops the partitions older than the retention, except those of the last commit, whose
     /// payload holds the positions.
-    pub fn apply_retention(&mut self) -> Result<Vec<String>, IndexError> {
+    pub fn drop_old_partitions(&mut self) -> Result<Vec<String>, IndexError> {
         let cutoff = partition_of(now_ms() - i64::from(self.retention_days) * 86_400_000);
         let mut dropped = Vec::new();
         for name in self.catalog.partition_names()? {
@@ -377,12 +422,19 @@ mod tests {
     use super::*;
     use crate::event::Event;
     use crate::redact::{Redactor, Replacement};
+    use crate::stats::{Filter, GroupBy, MinuteRange, Recorder, Stats};
 
     const DAY: i64 = 86_400_000;
 
     fn event(ts: i64, offset: u64) -> (Origin, Redacted) {
         let origin = Origin { fingerprint: "f".into(), offset, end_offset: offset + 10, path: "p".into() };
-        let ev = Event { id: origin.event_id(), timestamp_ms: ts, raw: format!("line {offset}"), ..Event::default() };
+        let ev = Event {
+            id: origin.event_id(),
+            timestamp_ms: ts,
+            raw: format!("line {offset}"),
+            status: Some(200),
+            ..Event::default()
+        };
         (origin, Redactor::new(&[], Replacement::Fixed).redact(ev))
     }
 
@@ -417,14 +469,25 @@ mod tests {
             }
             store.commit_round(1).expect("half a round");
         }
-        let (mut store, resume) =
-            IndexStore::open(Catalog::open(dir.path()).expect("catalog"), 0, 3650).expect("reopen");
+        let catalog = Catalog::open(dir.path()).expect("catalog");
+        let (mut store, resume) = IndexStore::open(catalog.clone(), 0, 3650).expect("reopen");
         assert_eq!(resume["f"], 10, "resume after the last complete round");
+        // Statistics rebuilt now must leave out what the replay will add again: the day that
+        // committed holds two of the round's events.
+        let stats = Arc::new(Stats::default());
+        let mut recorder = Recorder::new(stats.clone());
+        let replaying = store.replaying();
+        assert_eq!(replaying, [Replay { fingerprint: "f".into(), from: 10, until: 40 }]);
+        assert_eq!(crate::stats::rebuild(&catalog, &replaying, &mut recorder).expect("rebuild"), 1);
         for (i, ts) in [t + DAY, t, t + DAY].into_iter().enumerate() {
             let (o, e) = event(ts, 10 * (i as u64 + 1));
             store.add(&o, &e).expect("replay");
+            recorder.record(e.event());
         }
         store.close().expect("close");
+        recorder.flush();
+        let all = MinuteRange::covering(t - DAY, t + 2 * DAY);
+        assert_eq!(stats.report(all, &Filter::default(), GroupBy::None).total.count, 4);
         let catalog = Catalog::open(dir.path()).expect("catalog");
         assert_eq!(ids(&catalog), ["f:0", "f:10", "f:20", "f:30"]);
         let (_, resume) = IndexStore::open(catalog, 0, 3650).expect("reopen");
@@ -440,11 +503,11 @@ mod tests {
         let (o, e) = event(now - 30 * DAY, 0);
         store.add(&o, &e).expect("add");
         store.commit().expect("commit");
-        assert!(store.apply_retention().expect("retention").is_empty(), "it holds the newest positions");
+        assert!(store.drop_old_partitions().expect("retention").is_empty(), "it holds the newest positions");
         let (o, e) = event(now, 10);
         store.add(&o, &e).expect("add");
         store.commit().expect("commit");
-        assert_eq!(store.apply_retention().expect("retention"), [partition_of(now - 30 * DAY)]);
+        assert_eq!(store.drop_old_partitions().expect("retention"), [partition_of(now - 30 * DAY)]);
         assert_eq!(catalog.partitions(), [partition_of(now)]);
         assert_eq!(ids(&catalog), ["f:10"]);
         store.close().expect("close");

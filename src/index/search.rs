@@ -4,9 +4,9 @@
 use std::ops::Bound;
 use std::time::Instant;
 
-use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
-use tantivy::schema::Value;
+use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Order, TantivyDocument, Term};
 
@@ -67,6 +67,14 @@ impl Cursor {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| SearchError::Query("`cursor` is not one this API returned".into()))
     }
+}
+
+/// Lines of a file the index is about to read again: offsets `[from, until)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub fingerprint: String,
+    pub from: u64,
+    pub until: u64,
 }
 
 /// An event with its neighbours in the same file.
@@ -324,6 +332,36 @@ impl Catalog {
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));
         top.truncate(n);
         Ok(top)
+    }
+
+    /// Runs `collector` over the matching events of every partition in the range, leaving out
+    /// the lines in `skip` (those the index is about to replay).
+    pub fn collect<C: Collector>(
+        &self,
+        req: &SearchRequest,
+        skip: &[Replay],
+        collector: &C,
+    ) -> Result<Vec<C::Fruit>, SearchError> {
+        let mut query = self.parse_query(req)?;
+        if !skip.is_empty() {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, query)];
+            for r in skip {
+                let fp = Term::from_field_text(self.fields.fingerprint, &r.fingerprint);
+                let lo = Bound::Included(Term::from_field_u64(self.fields.offset, r.from));
+                let hi = Bound::Excluded(Term::from_field_u64(self.fields.offset, r.until));
+                let lines: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(TermQuery::new(fp, IndexRecordOption::Basic))),
+                    (Occur::Must, Box::new(RangeQuery::new(lo, hi))),
+                ]));
+                clauses.push((Occur::MustNot, lines));
+            }
+            query = Box::new(BooleanQuery::new(clauses));
+        }
+        let mut fruits = Vec::new();
+        for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
+            fruits.push(reader.searcher().search(&query, collector)?);
+        }
+        Ok(fruits)
     }
 
     /// Checks that the request's query parses, without running it.

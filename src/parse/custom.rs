@@ -14,6 +14,11 @@ enum Var {
     TimeClf,
     TimeIso,
     Msec,
+    /// Epoch time in units per second: `%{sec}t`, `%{msec}t`, `%{usec}t`.
+    Epoch(u32),
+    /// The sub-second part written after a strftime time: `%{msec_frac}t`, `%{usec_frac}t`
+    /// (digits, in units per second).
+    Fraction(u32),
     Request,
     Status,
     BytesSent,
@@ -92,7 +97,15 @@ fn apache_var(directive: char, arg: Option<&str>) -> Var {
         ('h' | 'a', _) => Var::ClientIp,
         ('u', _) => Var::User,
         ('t', None) => Var::TimeClf,
-        ('t', Some(_)) => Var::TimeIso,
+        ('t', Some(a)) => match a.strip_prefix("begin:").or_else(|| a.strip_prefix("end:")).unwrap_or(a) {
+            "sec" => Var::Epoch(1),
+            "msec" => Var::Epoch(1000),
+            "usec" => Var::Epoch(1_000_000),
+            "msec_frac" => Var::Fraction(1000),
+            "usec_frac" => Var::Fraction(1_000_000),
+            // A strftime format: the everyday ISO-like ones parse as such.
+            _ => Var::TimeIso,
+        },
         ('r', _) => Var::Request,
         ('s', _) => Var::Status,
         ('b' | 'B' | 'O', _) => Var::BytesSent,
@@ -278,6 +291,13 @@ fn set(ev: &mut Event, var: &Var, raw: &str) -> Result<(), ParseError> {
         Var::TimeClf => ev.timestamp_ms = parse_clf(v).ok_or(ParseError::invalid("unrecognised timestamp"))?,
         Var::TimeIso => ev.timestamp_ms = parse_iso(v).ok_or(ParseError::invalid("unrecognised timestamp"))?,
         Var::Msec => ev.timestamp_ms = from_epoch(number("msec")?).ok_or(ParseError::invalid("bad msec"))?,
+        Var::Epoch(per_second) => {
+            let secs = number("epoch time")? / f64::from(*per_second);
+            ev.timestamp_ms = from_epoch(secs).ok_or(ParseError::invalid("bad epoch time"))?;
+        }
+        Var::Fraction(per_second) => {
+            ev.timestamp_ms += (number("time fraction")? * 1000.0 / f64::from(*per_second)) as i64
+        }
         Var::Request => {
             if !set_request(ev, v) {
                 ev.message = Some(v.to_string());
@@ -345,6 +365,22 @@ mod tests {
         assert_eq!(ev.method.as_deref(), Some("POST"));
         assert_eq!(ev.duration_ms, Some(1.5));
         assert_eq!(ev.user_agent.as_deref(), Some("Mozilla"));
+    }
+
+    #[test]
+    fn apache_strftime_times_with_fractions() {
+        // The netnea tutorials' "extended" format.
+        let f = CustomFormat::apache(r#"%h %{GEOIP_COUNTRY_CODE}e %u [%{%Y-%m-%d %H:%M:%S}t.%{usec_frac}t] \"%r\" %>s %b %{ratio}n%% %D %{begin:msec}t"#).unwrap();
+        let mut ev = Event::default();
+        f.parse(
+            r#"75.249.65.145 US - [2016-09-02 10:42:51.003372] "GET /cms/ HTTP/1.1" 200 7113 -% 88871 1472812971003"#,
+            &mut ev,
+        )
+        .unwrap();
+        assert_eq!(ev.timestamp_ms, 1_472_812_971_003);
+        assert_eq!(ev.duration_ms, Some(88.871));
+        assert_eq!(ev.status, Some(200));
+        assert_eq!(ev.path.as_deref(), Some("/cms/"));
     }
 
     #[test]

@@ -1,0 +1,659 @@
+//! Latency and error statistics: per route, method, status and host, in one-minute buckets
+//! (and one-hour roll-ups of them), merged on read into any range.
+//!
+//! The index thread records each event into a private pending set as it adds it to the index,
+//! and publishes the set to the shared buckets when the commit that holds those events
+//! succeeds: the statistics always describe exactly the committed events, one write lock per
+//! commit and none per event.
+//!
+//! Nothing here is persisted separately. On start the buckets are rebuilt from the index's fast
+//! fields (see `collect`), leaving out the lines the index is about to replay, so after any
+//! crash they are the statistics of what the index holds: no event counted twice, none missed.
+
+pub mod collect;
+pub mod hist;
+pub mod routes;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::StatsConfig;
+use crate::event::Event;
+use crate::index::Catalog;
+use crate::index::search::{Replay, SearchError, SearchRequest};
+use hist::{Latency, Quantiles};
+
+const MINUTE_MS: i64 = 60_000;
+/// The route of requests that have none (no request line).
+pub const NO_ROUTE: &str = "-";
+/// At most one slow-request warning per this long; the rest are counted in the next one.
+const SLOW_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What a bucket's series is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub route: String,
+    pub method: String,
+    /// The response status, 0 when the log has none.
+    pub status: u16,
+    pub host: String,
+}
+
+/// The thresholds applied when an event is recorded.
+#[derive(Debug, Clone)]
+pub struct Thresholds {
+    slow_us: u64,
+    slow_by_route: HashMap<String, u64>,
+    apdex_us: u64,
+}
+
+impl Thresholds {
+    pub fn new(cfg: &StatsConfig) -> Self {
+        Self {
+            slow_us: cfg.slow_request_ms * 1000,
+            slow_by_route: cfg.slow_request_ms_by_route.iter().map(|(r, ms)| (r.clone(), ms * 1000)).collect(),
+            apdex_us: cfg.apdex_target_ms * 1000,
+        }
+    }
+
+    pub fn slow_us(&self, route: &str) -> u64 {
+        self.slow_by_route.get(route).copied().unwrap_or(self.slow_us)
+    }
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self::new(&StatsConfig::default())
+    }
+}
+
+/// Milliseconds (as logged) to whole microseconds; negative or absurd values are not times.
+pub fn micros(ms: f64) -> Option<u64> {
+    (ms.is_finite() && ms >= 0.0).then(|| (ms * 1000.0).round() as u64)
+}
+
+/// The counts of one key over one bucket.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    pub count: u64,
+    pub server_errors: u64,
+    pub client_errors: u64,
+    /// Requests with a duration; the latency figures are over these.
+    pub timed: u64,
+    pub sum_us: u64,
+    pub max_us: u64,
+    pub slow: u64,
+    pub satisfied: u64,
+    pub tolerating: u64,
+    /// Durations above an hour, recorded as an hour.
+    pub clamped: u64,
+    pub latency: Latency,
+}
+
+impl Series {
+    /// Records one request; returns whether it was slow.
+    pub fn record(&mut self, status: u16, duration_us: Option<u64>, slow_us: u64, apdex_us: u64) -> bool {
+        self.count += 1;
+        match status {
+            500..=599 => self.server_errors += 1,
+            400..=499 => self.client_errors += 1,
+            _ => {}
+        }
+        let Some(us) = duration_us else { return false };
+        self.timed += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.max_us = self.max_us.max(us);
+        if us <= apdex_us {
+            self.satisfied += 1;
+        } else if us <= apdex_us.saturating_mul(4) {
+            self.tolerating += 1;
+        }
+        if self.latency.record(us, 1) {
+            self.clamped += 1;
+        }
+        let slow = us > slow_us;
+        if slow {
+            self.slow += 1;
+        }
+        slow
+    }
+
+    pub fn merge(&mut self, o: &Series) {
+        self.count += o.count;
+        self.server_errors += o.server_errors;
+        self.client_errors += o.client_errors;
+        self.timed += o.timed;
+        self.sum_us = self.sum_us.saturating_add(o.sum_us);
+        self.max_us = self.max_us.max(o.max_us);
+        self.slow += o.slow;
+        self.satisfied += o.satisfied;
+        self.tolerating += o.tolerating;
+        self.clamped += o.clamped;
+        self.latency.merge(&o.latency);
+    }
+}
+
+/// The figures of one group over a range, as the API returns them. Latency figures are `null`
+/// when no request of the group carried a duration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub count: u64,
+    pub rps: f64,
+    pub timed_count: u64,
+    pub mean_ms: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub error_rate: f64,
+    pub client_error_rate: f64,
+    pub server_errors: u64,
+    pub client_errors: u64,
+    pub slow_count: u64,
+    pub slow_ratio: f64,
+    pub apdex: Option<f64>,
+    pub clamped: u64,
+}
+
+const QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
+
+impl Summary {
+    /// Sums `parts` over a range of `seconds`.
+    pub fn of(parts: &[&Series], seconds: f64, q: &mut Quantiles) -> Summary {
+        let mut s = Series::default();
+        for p in parts {
+            // Everything but the latency, which is merged once below.
+            s.count += p.count;
+            s.server_errors += p.server_errors;
+            s.client_errors += p.client_errors;
+            s.timed += p.timed;
+            s.sum_us = s.sum_us.saturating_add(p.sum_us);
+            s.max_us = s.max_us.max(p.max_us);
+            s.slow += p.slow;
+            s.satisfied += p.satisfied;
+            s.tolerating += p.tolerating;
+            s.clamped += p.clamped;
+        }
+        let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { round6(n as f64 / d as f64) };
+        let ms = |us: u64| round6(us as f64 / 1000.0);
+        let qs = q.compute(parts.iter().map(|p| &p.latency), &QUANTILES);
+        // A bucket's highest value may lie above the largest request in it; never report a
+        // percentile above the maximum.
+        let at = |i: usize| qs.as_ref().map(|v| ms(v[i].min(s.max_us)));
+        let timed = s.timed > 0;
+        Summary {
+            count: s.count,
+            rps: if seconds > 0.0 { round6(s.count as f64 / seconds) } else { 0.0 },
+            timed_count: s.timed,
+            mean_ms: timed.then(|| round6(s.sum_us as f64 / s.timed as f64 / 1000.0)),
+            p50_ms: at(0),
+            p90_ms: at(1),
+            p95_ms: at(2),
+            p99_ms: at(3),
+            p999_ms: at(4),
+            max_ms: timed.then(|| ms(s.max_us)),
+            error_rate: ratio(s.server_errors, s.count),
+            client_error_rate: ratio(s.client_errors, s.count),
+            server_errors: s.server_errors,
+            client_errors: s.client_errors,
+            slow_count: s.slow,
+            slow_ratio: ratio(s.slow, s.timed),
+            apdex: timed.then(|| round6((s.satisfied as f64 + s.tolerating as f64 / 2.0) / s.timed as f64)),
+            clamped: s.clamped,
+        }
+    }
+}
+
+/// Six decimals are plenty and keep the JSON stable and readable.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// How groups are formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupBy {
+    #[default]
+    Route,
+    Status,
+    StatusClass,
+    Method,
+    Host,
+    /// Only the total.
+    None,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "" | "route" => GroupBy::Route,
+            "status" => GroupBy::Status,
+            "status_class" => GroupBy::StatusClass,
+            "method" => GroupBy::Method,
+            "host" => GroupBy::Host,
+            "none" => GroupBy::None,
+            _ => return None,
+        })
+    }
+
+    fn label(self, k: &Key) -> String {
+        match self {
+            GroupBy::Route => k.route.clone(),
+            GroupBy::Status => k.status.to_string(),
+            GroupBy::StatusClass => status_class(k.status).to_string(),
+            GroupBy::Method => k.method.clone(),
+            GroupBy::Host => k.host.clone(),
+            GroupBy::None => String::new(),
+        }
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// Which keys a query keeps; every given part must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub route: Option<String>,
+    pub method: Option<String>,
+    /// A code (`503`) or a class (`5xx`).
+    pub status: Option<String>,
+    pub host: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, k: &Key) -> bool {
+        self.route.as_ref().is_none_or(|r| *r == k.route)
+            && self.method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(&k.method))
+            && self.host.as_ref().is_none_or(|h| *h == k.host)
+            && self.status.as_ref().is_none_or(|s| *s == k.status.to_string() || s == status_class(k.status))
+    }
+}
+
+/// One group of a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group {
+    pub key: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Groups (in no particular order) and their total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub groups: Vec<Group>,
+    pub total: Summary,
+}
+
+/// Summarises `(key, series)` pairs over a range of `seconds`.
+pub fn summarise<'a>(
+    items: impl Iterator<Item = (&'a Key, &'a Series)>,
+    filter: &Filter,
+    group_by: GroupBy,
+    seconds: f64,
+) -> Report {
+    let mut groups: HashMap<String, Vec<&Series>> = HashMap::new();
+    let mut all: Vec<&Series> = Vec::new();
+    // Keys repeat once per bucket: label each key once.
+    let mut labels: HashMap<*const Key, Option<String>> = HashMap::new();
+    for (k, s) in items {
+        let label = labels.entry(k as *const Key).or_insert_with(|| filter.keeps(k).then(|| group_by.label(k))).clone();
+        let Some(label) = label else { continue };
+        all.push(s);
+        if group_by != GroupBy::None {
+            groups.entry(label).or_default().push(s);
+        }
+    }
+    let mut q = Quantiles::default();
+    Report {
+        groups: groups
+            .into_iter()
+            .map(|(key, parts)| Group { key, summary: Summary::of(&parts, seconds, &mut q) })
+            .collect(),
+        total: Summary::of(&all, seconds, &mut q),
+    }
+}
+
+type Bucket = HashMap<u32, Series>;
+
+/// The published buckets: minutes, and hours rolled up from them.
+#[derive(Default)]
+struct Buckets {
+    keys: Vec<Key>,
+    minutes: BTreeMap<i64, Bucket>,
+    hours: BTreeMap<i64, Bucket>,
+}
+
+impl Buckets {
+    /// The series of minutes `[from, to)`: whole hours from the roll-ups, the edges by minute.
+    fn between(&self, from: i64, to: i64) -> Vec<(&Key, &Series)> {
+        fn add<'b>(
+            keys: &'b [Key],
+            map: &'b BTreeMap<i64, Bucket>,
+            lo: i64,
+            hi: i64,
+            out: &mut Vec<(&'b Key, &'b Series)>,
+        ) {
+            for b in map.range(lo..hi).map(|(_, b)| b) {
+                out.extend(b.iter().map(|(id, s)| (&keys[*id as usize], s)));
+            }
+        }
+        let mut out = Vec::new();
+        let first_hour = from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0);
+        let last_hour = to.div_euclid(60);
+        if first_hour < last_hour {
+            add(&self.keys, &self.minutes, from, first_hour * 60, &mut out);
+            add(&self.keys, &self.hours, first_hour, last_hour, &mut out);
+            add(&self.keys, &self.minutes, last_hour * 60, to, &mut out);
+        } else {
+            add(&self.keys, &self.minutes, from, to, &mut out);
+        }
+        out
+    }
+}
+
+/// The shared statistics the API reads.
+#[derive(Default)]
+pub struct Stats {
+    buckets: RwLock<Buckets>,
+    /// Events whose route was folded into `other` by the cap, since the start.
+    pub folded_routes: Arc<AtomicU64>,
+    pub thresholds: Thresholds,
+}
+
+/// Fills the buckets from the index, leaving out the lines it is about to replay (they will be
+/// recorded as they are added again). Returns how many requests were counted.
+pub fn rebuild(catalog: &Catalog, skip: &[Replay], recorder: &mut Recorder) -> Result<u64, SearchError> {
+    let collector = collect::SeriesCollector { thresholds: Arc::new(recorder.thresholds.clone()) };
+    let mut requests = 0;
+    // One partition at a time, so the collected series of only one day are held at once.
+    for fruit in catalog.collect(&SearchRequest::default(), skip, &collector)? {
+        for (minute, key, series) in fruit {
+            requests += series.count;
+            recorder.absorb(minute, &key, &series);
+        }
+    }
+    recorder.flush();
+    Ok(requests)
+}
+
+/// A range of whole minutes, as the buckets answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteRange {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl MinuteRange {
+    /// `[from, to)` widened to whole minutes.
+    pub fn covering(from_ms: i64, to_ms: i64) -> MinuteRange {
+        let from = from_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let to = (to_ms + MINUTE_MS - 1).div_euclid(MINUTE_MS) * MINUTE_MS;
+        MinuteRange { from_ms: from, to_ms: to.max(from + MINUTE_MS) }
+    }
+
+    pub fn seconds(&self) -> f64 {
+        (self.to_ms - self.from_ms) as f64 / 1000.0
+    }
+}
+
+impl Stats {
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self { thresholds, ..Self::default() }
+    }
+
+    /// The report over a range of whole minutes.
+    pub fn report(&self, range: MinuteRange, filter: &Filter, group_by: GroupBy) -> Report {
+        let b = self.buckets.read().expect("stats lock");
+        let items = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS);
+        summarise(items.into_iter(), filter, group_by, range.seconds())
+    }
+
+    /// The oldest and newest minute with data (ms), if any.
+    pub fn extent(&self) -> Option<(i64, i64)> {
+        let b = self.buckets.read().expect("stats lock");
+        Some((*b.minutes.keys().next()? * MINUTE_MS, (*b.minutes.keys().next_back()? + 1) * MINUTE_MS))
+    }
+
+    /// Distinct keys and minute buckets held, for `/metrics`.
+    pub fn size(&self) -> (usize, usize) {
+        let b = self.buckets.read().expect("stats lock");
+        (b.keys.len(), b.minutes.len())
+    }
+}
+
+/// A report straight from the index over `req` (query and exact time range): for subsets the
+/// buckets cannot answer, and for the CLI, which reads the index without the daemon.
+pub fn report_from_index(
+    catalog: &Catalog,
+    req: &SearchRequest,
+    thresholds: &Thresholds,
+    filter: &Filter,
+    group_by: GroupBy,
+    seconds: f64,
+) -> Result<Report, SearchError> {
+    let collected = series_from_index(catalog, req, thresholds)?;
+    Ok(summarise(collected.iter().map(|(_, k, s)| (k, s)), filter, group_by, seconds))
+}
+
+/// The per-minute series of the events matching `req`, from the index.
+pub fn series_from_index(
+    catalog: &Catalog,
+    req: &SearchRequest,
+    thresholds: &Thresholds,
+) -> Result<collect::Collected, SearchError> {
+    let collector = collect::SeriesCollector { thresholds: Arc::new(thresholds.clone()) };
+    Ok(catalog.collect(req, &[], &collector)?.into_iter().flatten().collect())
+}
+
+/// Rate-limits the slow-request warning.
+struct SlowLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl SlowLog {
+    fn note(&mut self, route: &str, us: u64, threshold_us: u64) {
+        if self.last.is_some_and(|t| t.elapsed() < SLOW_LOG_EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            route,
+            duration_ms = us as f64 / 1000.0,
+            threshold_ms = threshold_us as f64 / 1000.0,
+            more_slow_requests = self.suppressed,
+            "slow request"
+        );
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+/// The writing side, owned by the index thread.
+pub struct Recorder {
+    stats: Arc<Stats>,
+    thresholds: Thresholds,
+    ids: HashMap<String, u32>,
+    new_keys: Vec<Key>,
+    next_id: u32,
+    pending: HashMap<(i64, u32), Series>,
+    scratch: String,
+    slow_log: SlowLog,
+}
+
+impl Recorder {
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Self {
+            thresholds: stats.thresholds.clone(),
+            stats,
+            ids: HashMap::new(),
+            new_keys: Vec::new(),
+            next_id: 0,
+            pending: HashMap::new(),
+            scratch: String::new(),
+            slow_log: SlowLog { last: None, suppressed: 0 },
+        }
+    }
+
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
+    fn id_of(&mut self, route: &str, method: &str, status: u16, host: &str) -> u32 {
+        use std::fmt::Write;
+        self.scratch.clear();
+        let _ = write!(self.scratch, "{route}\u{0}{method}\u{0}{status}\u{0}{host}");
+        if let Some(id) = self.ids.get(self.scratch.as_str()) {
+            return *id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ids.insert(self.scratch.clone(), id);
+        self.new_keys.push(Key { route: route.into(), method: method.into(), status, host: host.into() });
+        id
+    }
+
+    /// Records one event about to be indexed. Events with neither a route, a status nor a
+    /// duration (unparsed lines, application logs) are not requests and are left out; a
+    /// request without a request line (`"-"`, a timeout) has the route `-`.
+    pub fn record(&mut self, ev: &Event) {
+        if ev.route.is_none() && ev.status.is_none() && ev.duration_ms.is_none() {
+            return;
+        }
+        let route = ev.route.as_deref().unwrap_or(NO_ROUTE);
+        let (method, host) = (ev.method.as_deref().unwrap_or(""), ev.host.as_deref().unwrap_or(""));
+        let status = ev.status.unwrap_or(0);
+        let id = self.id_of(route, method, status, host);
+        let us = ev.duration_ms.and_then(micros);
+        let slow_us = self.thresholds.slow_us(route);
+        let series = self.pending.entry((ev.timestamp_ms.div_euclid(MINUTE_MS), id)).or_default();
+        if series.record(status, us, slow_us, self.thresholds.apdex_us) {
+            self.slow_log.note(route, us.unwrap_or(0), slow_us);
+        }
+    }
+
+    /// Adds a series computed elsewhere (the rebuild from the index).
+    pub fn absorb(&mut self, minute: i64, key: &Key, series: &Series) {
+        let id = self.id_of(&key.route, &key.method, key.status, &key.host);
+        self.pending.entry((minute, id)).or_default().merge(series);
+    }
+
+    /// Publishes what was recorded since the last flush: call after the commit that holds it.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut b = self.stats.buckets.write().expect("stats lock");
+        b.keys.append(&mut self.new_keys);
+        for ((minute, id), s) in self.pending.drain() {
+            b.hours.entry(minute.div_euclid(60)).or_default().entry(id).or_default().merge(&s);
+            match b.minutes.entry(minute).or_default().entry(id) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(s);
+                }
+            }
+        }
+    }
+
+    /// Drops the buckets before `cutoff_ms` (retention).
+    pub fn drop_before(&mut self, cutoff_ms: i64) {
+        let minute = cutoff_ms.div_euclid(MINUTE_MS);
+        let mut b = self.stats.buckets.write().expect("stats lock");
+        b.minutes = b.minutes.split_off(&minute);
+        b.hours = b.hours.split_off(&minute.div_euclid(60));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ts: i64, route: &str, status: u16, ms: Option<f64>) -> Event {
+        Event {
+            timestamp_ms: ts,
+            route: Some(route.into()),
+            method: Some("GET".into()),
+            status: Some(status),
+            duration_ms: ms,
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn nothing_is_visible_before_the_flush_and_ranges_merge_hours_and_minutes() {
+        let stats = Arc::new(Stats::default());
+        let mut r = Recorder::new(stats.clone());
+        let t0 = 1_764_000_000_000; // on the hour
+        // One request a minute for three hours on /a, 2 s long every tenth minute and 500 on
+        // every seventh.
+        for m in 0..180 {
+            let ms = if m % 10 == 0 { 2000.0 } else { 100.0 };
+            let status = if m % 7 == 0 { 500 } else { 200 };
+            r.record(&event(t0 + m * MINUTE_MS + 5, "/a", status, Some(ms)));
+        }
+        r.record(&event(t0, "/b", 404, None));
+        let all = MinuteRange::covering(t0, t0 + 3 * 3_600_000);
+        assert_eq!(stats.report(all, &Filter::default(), GroupBy::Route).total.count, 0);
+        r.flush();
+        let rep = stats.report(all, &Filter::default(), GroupBy::Route);
+        assert_eq!(rep.total.count, 181);
+        assert_eq!(rep.total.timed_count, 180);
+        assert_eq!(rep.total.slow_count, 18);
+        assert_eq!(rep.total.server_errors, 26);
+        assert_eq!(rep.total.client_errors, 1);
+        assert_eq!(rep.total.max_ms, Some(2000.0));
+        assert_eq!(rep.groups.len(), 2);
+        // A range that is not hour-aligned: minutes 30..150 use minute edges and hour 1.
+        let part = MinuteRange::covering(t0 + 30 * MINUTE_MS, t0 + 150 * MINUTE_MS);
+        let rep = stats.report(part, &Filter { route: Some("/a".into()), ..Filter::default() }, GroupBy::None);
+        assert_eq!(rep.total.count, 120);
+        assert_eq!(rep.total.slow_count, 12);
+        assert_eq!(rep.total.rps, round6(120.0 / 7200.0));
+        // HdrHistogram reports the top of the value's bucket: within 0.1 %, never below.
+        let p50 = rep.total.p50_ms.expect("timed");
+        assert!((100.0..100.1).contains(&p50), "{p50}");
+        assert_eq!(rep.total.p95_ms, Some(2000.0), "capped at the maximum");
+        assert!(rep.groups.is_empty());
+        // Status filters take a code or a class.
+        let f = Filter { status: Some("5xx".into()), ..Filter::default() };
+        assert_eq!(stats.report(all, &f, GroupBy::Status).total.count, 26);
+        r.drop_before(t0 + 3_600_000);
+        assert_eq!(stats.report(all, &Filter::default(), GroupBy::None).total.count, 120);
+    }
+
+    #[test]
+    fn apdex_and_per_route_slow_thresholds() {
+        let cfg = StatsConfig {
+            apdex_target_ms: 100,
+            slow_request_ms_by_route: [("/export".to_string(), 5000)].into(),
+            ..StatsConfig::default()
+        };
+        let stats = Arc::new(Stats::new(Thresholds::new(&cfg)));
+        let mut r = Recorder::new(stats.clone());
+        for (route, ms) in [("/a", 50.0), ("/a", 300.0), ("/a", 1500.0), ("/export", 1500.0)] {
+            r.record(&event(0, route, 200, Some(ms)));
+        }
+        r.flush();
+        let rep = stats.report(MinuteRange::covering(0, 1), &Filter::default(), GroupBy::Route);
+        let a = rep.groups.iter().find(|g| g.key == "/a").expect("/a");
+        assert_eq!(a.summary.apdex, Some(0.5)); // (1 + 1/2) / 3
+        assert_eq!(a.summary.slow_count, 1);
+        let e = rep.groups.iter().find(|g| g.key == "/export").expect("/export");
+        assert_eq!(e.summary.slow_count, 0);
+    }
+}
