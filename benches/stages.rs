@@ -1,4 +1,5 @@
-//! Criterion micro-benchmarks, one per stage: each parser, redaction, and index writing.
+//! Criterion micro-benchmarks, one per stage: each parser, redaction, rule matching, index
+//! writing, and statistics (recording, and a day's query over 2,000 routes).
 //! Run: `cargo bench --bench stages`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -178,5 +179,57 @@ fn indexing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsers, redaction, rules, indexing);
+fn statistics(c: &mut Criterion) {
+    use logwarden::stats::{Filter, GroupBy, MinuteRange, Recorder, Stats};
+    use std::sync::Arc;
+    let evs = events(1000);
+    let mut group = c.benchmark_group("stats");
+    group.throughput(Throughput::Elements(evs.len() as u64));
+    group.bench_function("record_1000_events_and_publish", |b| {
+        let mut recorder = Recorder::new(Arc::new(Stats::default()));
+        b.iter(|| {
+            for e in &evs {
+                recorder.record(e);
+            }
+            recorder.flush();
+        })
+    });
+    // A day of 2,000 routes at about 10 million requests: every route in every minute.
+    let stats = Arc::new(Stats::default());
+    let mut recorder = Recorder::new(stats.clone());
+    let day0 = 1_764_000_000_000i64 - 1_764_000_000_000i64 % 86_400_000;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut ev = Event { method: Some("GET".into()), ..Event::default() };
+    let routes: Vec<String> = (0..2000).map(|r| format!("/api/v1/resource{r}/:id")).collect();
+    for minute in 0..1440i64 {
+        for (r, route) in routes.iter().enumerate() {
+            for k in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ev.timestamp_ms = day0 + minute * 60_000 + k * 1000;
+                ev.route = Some(route.clone());
+                ev.status = Some(if x.is_multiple_of(50) { 500 } else { 200 });
+                // Log-uniform from 1 ms to 8 s, a different spread per route.
+                ev.duration_ms = Some((1u64 << (x % (10 + r as u64 % 4))) as f64 + (x >> 50) as f64 / 1000.0);
+                recorder.record(&ev);
+            }
+        }
+        recorder.flush();
+    }
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    // Not hour-aligned, as "the last 24 hours" never is.
+    let range = MinuteRange::covering(day0 + 17 * 60_000, day0 + 86_400_000 + 17 * 60_000);
+    group.bench_function("query_24h_all_2000_routes", |b| {
+        b.iter(|| stats.report(range, &Filter::default(), GroupBy::Route).groups.len())
+    });
+    group.bench_function("query_24h_one_route", |b| {
+        let f = Filter { route: Some(routes[7].clone()), ..Filter::default() };
+        b.iter(|| stats.report(range, &f, GroupBy::None).total.count)
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parsers, redaction, rules, indexing, statistics);
 criterion_main!(benches);

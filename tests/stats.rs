@@ -198,6 +198,13 @@ fn percentiles_per_route_match_exact_nearest_rank() {
     assert_eq!(http_get(d.addr, link).expect("context").0, 200);
     assert_eq!(http_get(d.addr, first["search"].as_str().expect("search link")).expect("search").0, 200);
 
+    // Slow requests are logged with route, duration and threshold, but not one line each.
+    let log = std::fs::read_to_string(&d.log).expect("daemon log");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("slow request")).collect();
+    let slow_total = reqs.iter().filter(|r| r.ms > 2000).count();
+    assert!(!warnings.is_empty() && warnings.len() < 5, "{} warnings for {slow_total} slow requests", warnings.len());
+    assert!(warnings[0].contains("route=") && warnings[0].contains("threshold_ms=2000"), "{}", warnings[0]);
+
     // Bad parameters are 400s that say what is wrong.
     for (path, needle) in [
         ("/api/v1/stats?group_by=colour", "group_by"),
@@ -462,4 +469,50 @@ fn stats_cli(data: &Path, cfg: &Path, args: &[&str]) -> String {
         .expect("run logwarden stats");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Configured templates win over the heuristics, and routes beyond `max_routes` are folded
+/// into `other`, counted in the response and in /metrics.
+#[test]
+fn route_templates_and_the_route_cap() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (logs, glob) = logs_dir(tmp.path());
+    let reqs = generate(2_000, 11);
+    std::fs::write(logs.join("access.log"), combined(&reqs, 3600)).expect("write");
+    let cfg = tmp.path().join("lw.toml");
+    std::fs::write(
+        &cfg,
+        "[index]\nretention_days = 36500\n[stats]\nmax_routes = 3\nroutes = [\"/api/users/:user\", \"/api/items/*\"]\n",
+    )
+    .expect("config");
+    let data = tmp.path().join("data");
+    let d = Daemon::start(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--tail",
+            &glob,
+            "--read-from",
+            "beginning",
+        ],
+        &tmp.path().join("d.log"),
+    );
+    assert_eq!(d.wait_total("*", 2_000, Duration::from_secs(60)), 2_000);
+    let stats = get_json(&d, &format!("/api/v1/stats?from={T0}&to={}", T0 + 3600));
+    let keys: Vec<&str> = stats["groups"].as_array().unwrap().iter().map(|g| g["key"].as_str().unwrap()).collect();
+    // Templates are not subject to the cap; three heuristic routes are kept, the rest folded.
+    assert!(keys.contains(&"/api/users/:user") && keys.contains(&"/api/items/*"), "{keys:?}");
+    assert!(keys.contains(&"other"), "{keys:?}");
+    assert_eq!(keys.len(), 2 + 3 + 1, "{keys:?}");
+    let folded = stats["folded_routes"].as_u64().expect("folded");
+    let other = stats["groups"].as_array().unwrap().iter().find(|g| g["key"] == "other").unwrap()["count"].as_u64();
+    assert_eq!(Some(folded), other);
+    let (_, metrics) = http_get(d.addr, "/metrics").expect("metrics");
+    assert!(metrics.contains(&format!("logwarden_routes_folded_total {folded}")), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("logwarden_stats_series ") && l != "logwarden_stats_series 0"));
+    // The folded route is what the index holds, so search agrees with the statistics.
+    assert_eq!(d.total("route:other"), folded);
+    d.stop();
 }

@@ -65,6 +65,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Seconds since the daemon started.",
         state.started.elapsed().as_secs(),
     );
+    let (keys, minutes) = state.stats.size();
+    metric(
+        &mut out,
+        "logwarden_stats_series",
+        "gauge",
+        "Distinct route, method, status and host combinations in the statistics.",
+        keys,
+    );
+    metric(&mut out, "logwarden_stats_minutes", "gauge", "Minute buckets held by the statistics.", minutes);
+    metric(
+        &mut out,
+        "logwarden_routes_folded_total",
+        "counter",
+        "Requests whose route was folded into `other` by stats.max_routes.",
+        state.stats.folded_routes.load(Ordering::Relaxed),
+    );
     let parts = state.catalog.stats();
     metric(&mut out, "logwarden_index_partitions", "gauge", "Day partitions in the index.", parts.len());
     metric(

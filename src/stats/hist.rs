@@ -15,13 +15,38 @@ use hdrhistogram::Histogram;
 /// Values above this (one hour, in microseconds) are recorded as this and counted as clamped.
 pub const MAX_US: u64 = 3_600_000_000;
 
-/// The bucket layout every latency shares.
-fn layout() -> &'static Histogram<u64> {
-    static LAYOUT: OnceLock<Histogram<u64>> = OnceLock::new();
-    LAYOUT.get_or_init(|| Histogram::new_with_bounds(1, MAX_US, 3).expect("valid HdrHistogram bounds"))
+/// The bucket layout every latency shares: HdrHistogram's, and the lowest value of each of its
+/// buckets by index.
+struct Layout {
+    hist: Histogram<u64>,
+    lows: Vec<u64>,
 }
 
-/// Counts per HdrHistogram bucket, keyed by the bucket's lowest value and sorted by it.
+fn layout() -> &'static Layout {
+    static LAYOUT: OnceLock<Layout> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let hist = Histogram::new_with_bounds(1, MAX_US, 3).expect("valid HdrHistogram bounds");
+        let mut lows = Vec::new();
+        let mut v = 0;
+        while v <= MAX_US {
+            lows.push(v);
+            v = hist.next_non_equivalent(v);
+        }
+        Layout { hist, lows }
+    })
+}
+
+/// The index of the bucket holding `us` (at most [`MAX_US`]) in HdrHistogram's layout for 1 µs
+/// to an hour at 3 significant figures: 2,048 sub-buckets, each power of two above the first
+/// adding 1,024 more. The unit tests check it against the crate's own buckets.
+fn index_of(us: u64) -> u32 {
+    const SUB_BUCKET_MASK: u64 = 2047;
+    let bucket = 53 - (us | SUB_BUCKET_MASK).leading_zeros();
+    let sub = (us >> bucket) as u32;
+    ((bucket + 1) << 10) + sub - 1024
+}
+
+/// Counts per HdrHistogram bucket, by bucket index, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Latency {
     buckets: Vec<(u32, u32)>,
@@ -31,10 +56,10 @@ impl Latency {
     /// Records `n` values of `us` microseconds; returns whether the value had to be clamped.
     pub fn record(&mut self, us: u64, n: u32) -> bool {
         let clamped = us > MAX_US;
-        let low = layout().lowest_equivalent(us.min(MAX_US)) as u32;
-        match self.buckets.binary_search_by_key(&low, |b| b.0) {
-            Ok(i) => self.buckets[i].1 = self.buckets[i].1.saturating_add(n),
-            Err(i) => self.buckets.insert(i, (low, n)),
+        let i = index_of(us.min(MAX_US));
+        match self.buckets.binary_search_by_key(&i, |b| b.0) {
+            Ok(at) => self.buckets[at].1 = self.buckets[at].1.saturating_add(n),
+            Err(at) => self.buckets.insert(at, (i, n)),
         }
         clamped
     }
@@ -69,60 +94,128 @@ impl Latency {
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }
-
-    /// The (bucket, count) pairs, for persistence and tests.
-    pub fn buckets(&self) -> &[(u32, u32)] {
-        &self.buckets
-    }
-
-    /// Rebuilds a latency from pairs written by [`Latency::buckets`].
-    pub fn from_buckets(mut buckets: Vec<(u32, u32)>) -> Latency {
-        buckets.sort_unstable_by_key(|b| b.0);
-        let mut out = Latency::default();
-        for (low, n) in buckets {
-            match out.buckets.last_mut() {
-                Some(last) if last.0 == low => last.1 = last.1.saturating_add(n),
-                _ => out.buckets.push((low, n)),
-            }
-        }
-        out
-    }
 }
 
-/// Quantiles over several latencies at once, without building a merged one: all pairs are
-/// gathered into one scratch vector, sorted, and walked once.
+/// Quantiles over several latencies at once, without building a merged one: counts are added
+/// into a dense scratch array by bucket index, a bitmap marks the buckets touched, and only
+/// those are walked, in order, then cleared.
 #[derive(Default)]
 pub struct Quantiles {
-    scratch: Vec<(u32, u32)>,
+    counts: Vec<u64>,
+    touched: Vec<u64>,
 }
 
 impl Quantiles {
-    /// The values (µs) at each of `qs` (ascending, each in 0..=1) over `parts`; `None` when the
-    /// parts hold no value.
+    /// The values (µs) at each of `qs` (ascending, each in 0..=1) over `parts`, as
+    /// HdrHistogram's `value_at_quantile` gives them; `None` when the parts hold no value.
     pub fn compute<'a>(&mut self, parts: impl IntoIterator<Item = &'a Latency>, qs: &[f64]) -> Option<Vec<u64>> {
-        self.scratch.clear();
-        for p in parts {
-            self.scratch.extend_from_slice(&p.buckets);
+        self.compute_adding(parts, qs, None)
+    }
+
+    /// As [`Quantiles::compute`], also adding every count into `total`.
+    pub fn compute_adding<'a>(
+        &mut self,
+        parts: impl IntoIterator<Item = &'a Latency>,
+        qs: &[f64],
+        mut total_into: Option<&mut Dense>,
+    ) -> Option<Vec<u64>> {
+        let layout = layout();
+        if self.counts.is_empty() {
+            self.counts = vec![0; layout.lows.len()];
+            self.touched = vec![0; layout.lows.len().div_ceil(64)];
         }
-        if self.scratch.is_empty() {
+        let mut total = 0u64;
+        for p in parts {
+            if let Some(d) = total_into.as_deref_mut() {
+                d.add(p);
+            }
+            for &(i, n) in &p.buckets {
+                let i = i as usize;
+                self.counts[i] += u64::from(n);
+                self.touched[i / 64] |= 1 << (i % 64);
+                total += u64::from(n);
+            }
+        }
+        if total == 0 {
             return None;
         }
-        self.scratch.sort_unstable_by_key(|b| b.0);
-        let total: u64 = self.scratch.iter().map(|b| u64::from(b.1)).sum();
-        let layout = layout();
-        let mut out = Vec::with_capacity(qs.len());
-        let mut seen = 0u64;
-        let mut i = 0;
-        for &q in qs {
-            let want = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-            while seen < want && i < self.scratch.len() {
-                seen += u64::from(self.scratch[i].1);
-                i += 1;
+        let mut walk = Walk::new(qs, total);
+        // The bitmap is a few hundred words: scanning it all is cheaper than tracking its ends.
+        for w in 0..self.touched.len() {
+            let mut bits = std::mem::take(&mut self.touched[w]);
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                walk.step(i, std::mem::take(&mut self.counts[i]));
             }
-            let low = u64::from(self.scratch[i.saturating_sub(1)].0);
-            out.push(if q == 0.0 { low } else { layout.highest_equivalent(low) });
         }
-        Some(out)
+        Some(walk.out)
+    }
+}
+
+/// Nearest-rank quantiles over counts visited in bucket order.
+struct Walk {
+    wants: std::iter::Peekable<std::vec::IntoIter<(f64, u64)>>,
+    seen: u64,
+    out: Vec<u64>,
+}
+
+impl Walk {
+    fn new(qs: &[f64], total: u64) -> Self {
+        let wants: Vec<(f64, u64)> =
+            qs.iter().map(|&q| (q, ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1))).collect();
+        Self { wants: wants.into_iter().peekable(), seen: 0, out: Vec::with_capacity(qs.len()) }
+    }
+
+    fn step(&mut self, index: usize, count: u64) {
+        self.seen += count;
+        while let Some(&(q, want)) = self.wants.peek() {
+            if self.seen < want {
+                break;
+            }
+            let layout = layout();
+            let low = layout.lows[index];
+            self.out.push(if q == 0.0 { low } else { layout.hist.highest_equivalent(low) });
+            self.wants.next();
+        }
+    }
+}
+
+/// Counts for every bucket: a whole range's latency (all routes together), built by several
+/// threads and added up.
+pub struct Dense {
+    counts: Vec<u64>,
+}
+
+impl Default for Dense {
+    fn default() -> Self {
+        Self { counts: vec![0; layout().lows.len()] }
+    }
+}
+
+impl Dense {
+    pub fn add(&mut self, l: &Latency) {
+        for &(i, n) in &l.buckets {
+            self.counts[i as usize] += u64::from(n);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Dense) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    pub fn quantiles(&self, qs: &[f64]) -> Option<Vec<u64>> {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let mut walk = Walk::new(qs, total);
+        for (i, &n) in self.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            walk.step(i, n);
+        }
+        Some(walk.out)
     }
 }
 
@@ -162,7 +255,14 @@ mod tests {
             for p in &parts {
                 merged.merge(p);
             }
-            assert_eq!(Quantiles::default().compute([&merged], &qs), Some(want), "seed {seed}, merged");
+            assert_eq!(Quantiles::default().compute([&merged], &qs), Some(want.clone()), "seed {seed}, merged");
+            let mut dense = Dense::default();
+            let mut half = Dense::default();
+            for (i, p) in parts.iter().enumerate() {
+                if i % 2 == 0 { dense.add(p) } else { half.add(p) }
+            }
+            dense.merge(&half);
+            assert_eq!(dense.quantiles(&qs), Some(want), "seed {seed}, dense");
         }
     }
 
@@ -176,12 +276,13 @@ mod tests {
     }
 
     #[test]
-    fn buckets_round_trip_and_empty_has_no_quantiles() {
-        let mut l = Latency::default();
-        for v in [5, 5, 1_000_000, 3, 70_000] {
-            l.record(v, 1);
+    fn bucket_indexes_follow_the_crate_layout() {
+        let l = layout();
+        for (i, &low) in l.lows.iter().enumerate() {
+            assert_eq!(index_of(low) as usize, i, "bucket {i} starting at {low}");
+            let high = l.hist.highest_equivalent(low).min(MAX_US);
+            assert_eq!(index_of(high) as usize, i, "top of bucket {i}");
         }
-        assert_eq!(Latency::from_buckets(l.buckets().to_vec()), l);
         assert_eq!(Quantiles::default().compute([&Latency::default()], &[0.5]), None);
     }
 }

@@ -25,7 +25,7 @@ use crate::config::StatsConfig;
 use crate::event::Event;
 use crate::index::Catalog;
 use crate::index::search::{Replay, SearchError, SearchRequest};
-use hist::{Latency, Quantiles};
+use hist::{Dense, Latency, Quantiles};
 
 const MINUTE_MS: i64 = 60_000;
 /// The route of requests that have none (no request line).
@@ -166,6 +166,12 @@ const QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
 impl Summary {
     /// Sums `parts` over a range of `seconds`.
     pub fn of(parts: &[&Series], seconds: f64, q: &mut Quantiles) -> Summary {
+        let qs = q.compute(parts.iter().map(|p| &p.latency), &QUANTILES);
+        Self::with_quantiles(parts, seconds, qs)
+    }
+
+    /// Sums `parts`, with the latency quantiles ([`QUANTILES`], in µs) already worked out.
+    fn with_quantiles(parts: &[&Series], seconds: f64, qs: Option<Vec<u64>>) -> Summary {
         let mut s = Series::default();
         for p in parts {
             // Everything but the latency, which is merged once below.
@@ -182,7 +188,6 @@ impl Summary {
         }
         let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { round6(n as f64 / d as f64) };
         let ms = |us: u64| round6(us as f64 / 1000.0);
-        let qs = q.compute(parts.iter().map(|p| &p.latency), &QUANTILES);
         // A bucket's highest value may lie above the largest request in it; never report a
         // percentile above the maximum.
         let at = |i: usize| qs.as_ref().map(|v| ms(v[i].min(s.max_us)));
@@ -298,6 +303,89 @@ pub struct Report {
     pub total: Summary,
 }
 
+/// Which group each key id falls in (`None` when the filter drops it): worked out once per
+/// query over the distinct keys, so the series themselves are only indexed, never hashed.
+struct Grouping {
+    names: Vec<String>,
+    of_key: Vec<Option<u32>>,
+    selected: Vec<u32>,
+}
+
+impl Grouping {
+    fn new(keys: &[Key], filter: &Filter, group_by: GroupBy) -> Self {
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut names = Vec::new();
+        let mut selected = Vec::new();
+        let of_key = keys
+            .iter()
+            .enumerate()
+            .map(|(id, k)| {
+                if !filter.keeps(k) {
+                    return None;
+                }
+                selected.push(id as u32);
+                let label = group_by.label(k);
+                Some(*index.entry(label).or_insert_with_key(|l| {
+                    names.push(l.clone());
+                    names.len() as u32 - 1
+                }))
+            })
+            .collect();
+        Self { names, of_key, selected }
+    }
+
+    /// Adds up the series given by key id.
+    fn report<'a>(self, series: impl Iterator<Item = (u32, &'a Series)>, group_by: GroupBy, seconds: f64) -> Report {
+        let mut parts: Vec<Vec<&Series>> = vec![Vec::new(); self.names.len()];
+        let mut all: Vec<&Series> = Vec::new();
+        for (id, s) in series {
+            if let Some(Some(g)) = self.of_key.get(id as usize) {
+                all.push(s);
+                if group_by != GroupBy::None {
+                    parts[*g as usize].push(s);
+                }
+            }
+        }
+        let work: Vec<(String, Vec<&Series>)> =
+            self.names.into_iter().zip(parts).filter(|(_, p)| !p.is_empty()).collect();
+        // Each thread summarises its share of the groups and adds their latencies into its own
+        // dense total; the totals are merged at the end. The total of a query without groups
+        // is the one group of everything.
+        let summarise_all = |work: &[(String, Vec<&Series>)]| {
+            let (mut q, mut dense) = (Quantiles::default(), Dense::default());
+            let groups: Vec<Group> = work
+                .iter()
+                .map(|(key, p)| {
+                    let qs = q.compute_adding(p.iter().map(|s| &s.latency), &QUANTILES, Some(&mut dense));
+                    Group { key: key.clone(), summary: Summary::with_quantiles(p, seconds, qs) }
+                })
+                .collect();
+            (groups, dense)
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        if group_by == GroupBy::None {
+            return Report { groups: Vec::new(), total: Summary::of(&all, seconds, &mut Quantiles::default()) };
+        }
+        let (groups, total_latency) = if work.len() >= 256 && threads > 1 {
+            let chunk = work.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = work.chunks(chunk).map(|c| scope.spawn(move || summarise_all(c))).collect();
+                let mut total = Dense::default();
+                let mut groups = Vec::with_capacity(work.len());
+                for h in handles {
+                    let (g, d) = h.join().expect("summary thread");
+                    groups.extend(g);
+                    total.merge(&d);
+                }
+                (groups, total)
+            })
+        } else {
+            summarise_all(&work)
+        };
+        Report { groups, total: Summary::with_quantiles(&all, seconds, total_latency.quantiles(&QUANTILES)) }
+    }
+}
+
 /// Summarises `(key, series)` pairs over a range of `seconds`.
 pub fn summarise<'a>(
     items: impl Iterator<Item = (&'a Key, &'a Series)>,
@@ -305,26 +393,17 @@ pub fn summarise<'a>(
     group_by: GroupBy,
     seconds: f64,
 ) -> Report {
-    let mut groups: HashMap<String, Vec<&Series>> = HashMap::new();
-    let mut all: Vec<&Series> = Vec::new();
-    // Keys repeat once per bucket: label each key once.
-    let mut labels: HashMap<*const Key, Option<String>> = HashMap::new();
+    let mut ids: HashMap<&Key, u32> = HashMap::new();
+    let mut keys: Vec<Key> = Vec::new();
+    let mut series: Vec<(u32, &Series)> = Vec::new();
     for (k, s) in items {
-        let label = labels.entry(k as *const Key).or_insert_with(|| filter.keeps(k).then(|| group_by.label(k))).clone();
-        let Some(label) = label else { continue };
-        all.push(s);
-        if group_by != GroupBy::None {
-            groups.entry(label).or_default().push(s);
-        }
+        let id = *ids.entry(k).or_insert_with(|| {
+            keys.push(k.clone());
+            keys.len() as u32 - 1
+        });
+        series.push((id, s));
     }
-    let mut q = Quantiles::default();
-    Report {
-        groups: groups
-            .into_iter()
-            .map(|(key, parts)| Group { key, summary: Summary::of(&parts, seconds, &mut q) })
-            .collect(),
-        total: Summary::of(&all, seconds, &mut q),
-    }
+    Grouping::new(&keys, filter, group_by).report(series.into_iter(), group_by, seconds)
 }
 
 type Bucket = HashMap<u32, Series>;
@@ -338,28 +417,26 @@ struct Buckets {
 }
 
 impl Buckets {
-    /// The series of minutes `[from, to)`: whole hours from the roll-ups, the edges by minute.
-    fn between(&self, from: i64, to: i64) -> Vec<(&Key, &Series)> {
-        fn add<'b>(
-            keys: &'b [Key],
-            map: &'b BTreeMap<i64, Bucket>,
-            lo: i64,
-            hi: i64,
-            out: &mut Vec<(&'b Key, &'b Series)>,
-        ) {
-            for b in map.range(lo..hi).map(|(_, b)| b) {
-                out.extend(b.iter().map(|(id, s)| (&keys[*id as usize], s)));
-            }
-        }
+    /// The series of minutes `[from, to)` by key id: whole hours from the roll-ups, the edges
+    /// by minute. With `only`, just those keys, looked up rather than scanned for.
+    fn between<'a>(&'a self, from: i64, to: i64, only: Option<&[u32]>) -> Vec<(u32, &'a Series)> {
         let mut out = Vec::new();
+        let mut add = |map: &'a BTreeMap<i64, Bucket>, lo: i64, hi: i64| {
+            for b in map.range(lo..hi).map(|(_, b)| b) {
+                match only {
+                    Some(ids) => out.extend(ids.iter().filter_map(|id| b.get(id).map(|s| (*id, s)))),
+                    None => out.extend(b.iter().map(|(id, s)| (*id, s))),
+                }
+            }
+        };
         let first_hour = from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0);
         let last_hour = to.div_euclid(60);
         if first_hour < last_hour {
-            add(&self.keys, &self.minutes, from, first_hour * 60, &mut out);
-            add(&self.keys, &self.hours, first_hour, last_hour, &mut out);
-            add(&self.keys, &self.minutes, last_hour * 60, to, &mut out);
+            add(&self.minutes, from, first_hour * 60);
+            add(&self.hours, first_hour, last_hour);
+            add(&self.minutes, last_hour * 60, to);
         } else {
-            add(&self.keys, &self.minutes, from, to, &mut out);
+            add(&self.minutes, from, to);
         }
         out
     }
@@ -418,8 +495,12 @@ impl Stats {
     /// The report over a range of whole minutes.
     pub fn report(&self, range: MinuteRange, filter: &Filter, group_by: GroupBy) -> Report {
         let b = self.buckets.read().expect("stats lock");
-        let items = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS);
-        summarise(items.into_iter(), filter, group_by, range.seconds())
+        let grouping = Grouping::new(&b.keys, filter, group_by);
+        // A narrow filter (one route) looks its few keys up in each bucket instead of
+        // scanning every key of every bucket.
+        let only = (grouping.selected.len() * 8 < b.keys.len()).then_some(&grouping.selected[..]);
+        let series = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, only);
+        grouping.report(series.into_iter(), group_by, range.seconds())
     }
 
     /// The oldest and newest minute with data (ms), if any.
