@@ -100,6 +100,15 @@ pub enum Command {
         #[arg(default_value = "*")]
         query: String,
     },
+    /// List the alerts (pending and firing) and the latest transitions kept in the data
+    /// directory.
+    Alerts {
+        #[command(flatten)]
+        common: Common,
+        /// Print the saved state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Latency and error statistics per route (or status, method, host) from the data
     /// directory, as `/api/v1/stats` computes them.
     Stats {

@@ -40,6 +40,58 @@ pub struct ConfigFile {
     pub filter: FilterConfig,
     pub rules: RulesConfig,
     pub stats: StatsConfig,
+    pub alerts: AlertsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub enabled: bool,
+    /// Alert rules (`[[alert]]` tables); the built-in `rules/alerts.toml` when absent.
+    pub rules_file: Option<PathBuf>,
+    #[serde(deserialize_with = "duration")]
+    pub evaluation_interval: Duration,
+    /// The base of the links in alerts (`generatorURL`, search links); `http://<api.listen>`
+    /// when empty.
+    pub external_url: String,
+    /// Matching events (redacted) sent with a firing webhook notification.
+    pub sample_events: usize,
+    pub receivers: Vec<ReceiverConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules_file: None,
+            evaluation_interval: Duration::from_secs(15),
+            external_url: String::new(),
+            sample_events: 5,
+            receivers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverKind {
+    /// Prometheus Alertmanager's v2 API at `url` (its base, such as `http://127.0.0.1:9093`).
+    Alertmanager,
+    /// A POST of Alertmanager's webhook payload, with sample events, to `url`.
+    Webhook,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverConfig {
+    pub kind: ReceiverKind,
+    pub url: String,
+    /// A name for logs and `/api/v1/alerts`; the kind when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An environment variable holding a bearer token to send.
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +308,7 @@ impl Default for ConfigFile {
             filter: FilterConfig::default(),
             rules: RulesConfig::default(),
             stats: StatsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -357,7 +410,7 @@ fn key_on_line(text: &str, line: usize) -> String {
     key.to_string()
 }
 
-fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+pub(crate) fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map_or(0, |s| line_of(text, s.start));
     let mut key = key_on_line(text, line);
     // For unknown keys the message names the key; prefer it.
@@ -479,6 +532,15 @@ impl ConfigFile {
                     }
                 };
                 compiled.map_err(|e| invalid(Some(f.span()), "log_format", e.to_string()))?;
+            }
+        }
+        for (i, r) in self.alerts.receivers.iter().enumerate() {
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                return Err(invalid(
+                    find(text, &r.url),
+                    &format!("alerts.receivers[{i}].url"),
+                    format!("{:?} is not an http(s) URL", r.url),
+                ));
             }
         }
         for r in &self.stats.routes {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
+use crate::alert::deliver::Alerting;
 use crate::api::{AppState, Auth, Limits, Role, router};
 use crate::config::{ConfigFile, RedactMode};
 use crate::filter::Filter;
@@ -154,6 +155,21 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     }
     drop(tx);
     let pipeline_thread = spawn_pipeline(pipeline, rx, cfg.index.commit_interval, counters.clone(), shutdown.clone());
+    let mut alerts = None;
+    let alert_thread = if cfg.alerts.enabled {
+        let alerting =
+            Alerting::new(&cfg.alerts, cfg.data_dir.clone(), format!("http://{addr}")).map_err(DaemonError::Config)?;
+        alerts = Some(alerting.handle());
+        let (stats, catalog, counters, stop) = (stats.clone(), catalog.clone(), counters.clone(), shutdown.clone());
+        Some(
+            std::thread::Builder::new()
+                .name("alerts".into())
+                .spawn(move || alerting.run(stats, catalog, counters, stop))
+                .expect("spawn alert thread"),
+        )
+    } else {
+        None
+    };
 
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), sources = cfg.sources.len(), "logwarden is running");
     let limits = Limits {
@@ -161,7 +177,8 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
         request_timeout: cfg.api.request_timeout,
         max_concurrent_requests: cfg.api.max_concurrent_requests,
     };
-    let state = AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute).with_stats(stats);
+    let mut state = AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute).with_stats(stats);
+    state.alerts = alerts;
     let app = router(state, &limits);
     let stop = shutdown.clone();
     runtime
@@ -178,6 +195,9 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     tracing::info!("shutting down");
     shutdown.store(true, Ordering::Relaxed);
     let _ = source_thread.join();
+    if let Some(t) = alert_thread {
+        let _ = t.join();
+    }
     // A stdin reader may still hold a sender while it blocks on read; the pipeline stops on
     // the shutdown flag and whatever it had not committed is read again after a restart.
     let result = pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?;

@@ -17,6 +17,7 @@
 //! - `index` writes day partitions with tantivy and stores file positions in each commit.
 //! - `api` serves search and health over HTTP; `daemon` wires everything together.
 
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -103,6 +103,44 @@ fn main() -> Result<()> {
                 writeln!(out, "{} of {} matching events ({:.1} ms)", result.hits.len(), result.total, result.took_ms)?;
             }
         }
+        Command::Alerts { common, json } => {
+            let cfg = cli::load(&common)?;
+            let state = logwarden::alert::Persisted::load(&cfg.data_dir)
+                .with_context(|| format!("reading the alert state in {}", cfg.data_dir.display()))?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&state)?)?;
+            } else {
+                let fmt = logwarden::parse::timestamp::format_rfc3339;
+                writeln!(out, "{:<8} {:<28} {:<24} {:>12}  LABELS", "STATE", "ALERT", "SINCE", "VALUE")?;
+                for i in state.instances.values() {
+                    let labels: Vec<String> = i
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| *k != "alertname")
+                        .map(|(k, v)| format!("{k}={}", v.escape_default()))
+                        .collect();
+                    let st = if i.state == logwarden::alert::State::Firing { "firing" } else { "pending" };
+                    writeln!(
+                        out,
+                        "{st:<8} {:<28} {:<24} {:>12.3}  {}",
+                        i.rule,
+                        fmt(i.active_since_ms),
+                        i.value,
+                        labels.join(" ")
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "{} alerts, {} notifications waiting; latest transitions:",
+                    state.instances.len(),
+                    state.outbox.len()
+                )?;
+                for h in state.history.iter().rev().take(10) {
+                    writeln!(out, "  {} {:<8} {} ({})", fmt(h.at_ms), h.status, h.rule, h.fingerprint)?;
+                }
+            }
+        }
         Command::Stats { common, from, to, group_by, query, limit, json } => {
             let cfg = cli::load(&common)?;
             stats_table(StatsArgs { cfg, from, to, group_by, query, limit, json })?;

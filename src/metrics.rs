@@ -32,6 +32,8 @@ pub struct SourceCounts {
     pub skipped: u64,
     /// The format `auto` detected, or the configured one.
     pub format: Option<String>,
+    /// When a record of this source was last read (ms), for `absent` alerts.
+    pub last_record_ms: i64,
 }
 
 impl IngestCounters {

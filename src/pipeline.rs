@@ -249,6 +249,7 @@ impl Parse {
         }
         let counts = self.per_source.get_mut(&origin.path).expect("inserted above");
         counts.records += 1;
+        counts.last_record_ms = now_ms();
         if counts.format.is_none() {
             counts.format = parser.detected().map(|k| k.name().to_string());
         }

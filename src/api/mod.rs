@@ -7,6 +7,7 @@
 //! timeout, a concurrency limit, and request counting for `/metrics`. Everything but `/health`
 //! needs a bearer token (`auth`).
 
+mod alerts;
 pub mod auth;
 mod export;
 mod metrics;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub limiter: Arc<auth::RateLimiter>,
     pub requests: Arc<RequestCounts>,
     pub stats: Arc<Stats>,
+    /// Alert rules, states and history, when alerting is on.
+    pub alerts: Option<Arc<crate::alert::deliver::AlertHandle>>,
     pub started: Instant,
 }
 
@@ -56,6 +59,7 @@ impl AppState {
             limiter: Arc::new(auth::RateLimiter::new(rate_per_minute)),
             requests: Arc::default(),
             stats: Arc::default(),
+            alerts: None,
             started: Instant::now(),
         }
     }
@@ -152,6 +156,8 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/stats/timeseries", get(stats::timeseries))
         .route("/api/v1/stats/slow", get(stats::slow))
+        .route("/api/v1/alerts", get(alerts::alerts))
+        .route("/api/v1/security-report", get(alerts::security_report))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = Router::new()

@@ -291,6 +291,8 @@ impl RuleSet {
                 .flatten()
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                // Alert rules may live in the same folder; they are not anomaly rules.
+                .filter(|p| p.file_name().is_none_or(|n| n != "alerts.toml"))
                 .collect();
             paths.sort();
             for p in paths {
