@@ -352,6 +352,23 @@ fn security_report_and_alert_listing() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["rules"][0]["name"], "CheckoutErrors");
     assert_eq!(v["rules"][0]["window"], "5m");
+    // The rule file is reloaded when it changes; a broken one is refused and the old rules kept.
+    let rules = tmp.path().join("alerts.toml");
+    let names = |d: &Daemon| -> Vec<String> {
+        let (_, body) = http_get(d.addr, "/api/v1/alerts").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+    };
+    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    std::fs::write(&rules, format!("{RULES}\n[[alert]]\nname = \"Quiet\"\nkind = \"absent\"\nwindow = \"1h\"\n"))
+        .unwrap();
+    wait_for("the reloaded rules", Duration::from_secs(10), || (names(&d).len() == 2).then_some(()));
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&rules, "[[alert]]\nname = \"Broken\"\nkind = \"sometimes\"\nwindow = \"1h\"\n").unwrap();
+    wait_for("the refusal in the log", Duration::from_secs(10), || {
+        std::fs::read_to_string(&d.log).ok()?.contains("alert rules not reloaded").then_some(())
+    });
+    assert_eq!(names(&d), ["CheckoutErrors", "Quiet"]);
     d.stop();
     // The CLI reads the same state from the data directory.
     let out = Command::new(common::BIN)
