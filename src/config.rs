@@ -156,6 +156,26 @@ pub struct ApiConfig {
     /// Requests a minute each token may make (bursts up to the same number).
     #[serde(deserialize_with = "positive_u32")]
     pub rate_limit_per_minute: u32,
+    /// Searches slower than this are logged with their duration.
+    pub slow_query_ms: u64,
+    /// With both, the API is served over TLS (rustls).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `production`: plain-HTTP requests are redirected to HTTPS (`/health` excepted).
+    pub mode: ApiMode,
+    /// A plain-HTTP listener that redirects to the HTTPS API (with TLS in production).
+    pub redirect_listen: Option<SocketAddr>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-Proto` and `X-Forwarded-Host`
+    /// are believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiMode {
+    #[default]
+    Development,
+    Production,
 }
 
 /// What a token may do. `Admin` may do everything `Read` may.
@@ -322,6 +342,12 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 64,
             rate_limit_per_minute: 600,
+            slow_query_ms: 500,
+            tls_cert: None,
+            tls_key: None,
+            mode: ApiMode::Development,
+            redirect_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -532,6 +558,18 @@ impl ConfigFile {
                     }
                 };
                 compiled.map_err(|e| invalid(Some(f.span()), "log_format", e.to_string()))?;
+            }
+        }
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return Err(invalid(None, "api.tls_cert", "tls_cert and tls_key go together".into()));
+        }
+        for p in &self.api.trusted_proxies {
+            if crate::api::https::Cidr::parse(p).is_none() {
+                return Err(invalid(
+                    find(text, p),
+                    "api.trusted_proxies",
+                    format!("{p:?} is not an address or CIDR block"),
+                ));
             }
         }
         for (i, r) in self.alerts.receivers.iter().enumerate() {

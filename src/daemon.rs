@@ -2,6 +2,7 @@
 //! the API and stops them in order; `ingest` runs the same pipeline over files read once.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +10,9 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use crate::alert::deliver::Alerting;
+use crate::api::https::{Cidr, HttpsPolicy, Tls};
 use crate::api::{AppState, Auth, Limits, Role, router};
-use crate::config::{ConfigFile, RedactMode};
+use crate::config::{ApiMode, ConfigFile, RedactMode};
 use crate::filter::Filter;
 use crate::index::{Catalog, IndexError, IndexStore};
 use crate::metrics::IngestCounters;
@@ -179,18 +181,64 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     };
     let mut state = AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute).with_stats(stats);
     state.alerts = alerts;
+    state.slow_query_ms = cfg.api.slow_query_ms as f64;
+    let tls = cfg.api.tls_cert.clone().zip(cfg.api.tls_key.clone());
+    let policy = HttpsPolicy {
+        production: cfg.api.mode == ApiMode::Production,
+        tls_port: tls.as_ref().map(|_| addr.port()),
+        trusted_proxies: cfg.api.trusted_proxies.iter().filter_map(|p| Cidr::parse(p)).collect(),
+    };
+    // The redirect listener answers every request but /health with a 301 to the TLS API.
+    let redirect_app = cfg.api.redirect_listen.map(|_| {
+        let mut s = state.clone();
+        s.https = Arc::new(HttpsPolicy { production: true, ..policy.clone() });
+        router(s, &limits)
+    });
+    state.https = Arc::new(policy);
     let app = router(state, &limits);
     let stop = shutdown.clone();
-    runtime
-        .block_on(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    stop.store(true, Ordering::Relaxed);
-                })
-                .await
-        })
-        .map_err(|source| DaemonError::Listen { addr, source })?;
+    let served: Result<(), std::io::Error> = runtime.block_on(async move {
+        let handle = axum_server::Handle::<SocketAddr>::new();
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let signal = {
+            let handle = handle.clone();
+            async move {
+                shutdown_signal().await;
+                stop.store(true, Ordering::Relaxed);
+                handle.graceful_shutdown(Some(Duration::from_secs(5)));
+                let _ = stopping.send(true);
+            }
+        };
+        if let (Some(redirect_addr), Some(redirect_app)) = (cfg.api.redirect_listen, redirect_app) {
+            let l = tokio::net::TcpListener::bind(redirect_addr).await?;
+            tracing::info!(addr = %redirect_addr, "redirecting plain HTTP to HTTPS");
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let service = redirect_app.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(l, service)
+                    .with_graceful_shutdown(
+                        async move { while stopped.changed().await.is_ok() && !*stopped.borrow() {} },
+                    )
+                    .await
+            });
+        }
+        match tls {
+            Some((cert, key)) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
+                    std::io::Error::other(format!("TLS certificate {} or key {}: {e}", cert.display(), key.display()))
+                })?;
+                tokio::spawn(signal);
+                let service = app.layer(axum::Extension(Tls)).into_make_service_with_connect_info::<SocketAddr>();
+                axum_server::from_tcp_rustls(listener.into_std()?, config)?.handle(handle).serve(service).await
+            }
+            None => {
+                let service = app.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, service).with_graceful_shutdown(signal).await
+            }
+        }
+    });
+    served.map_err(|source| DaemonError::Listen { addr, source })?;
 
     tracing::info!("shutting down");
     shutdown.store(true, Ordering::Relaxed);

@@ -368,3 +368,114 @@ fn repeated_searches_are_cached_until_the_next_commit() {
     assert_eq!(d.wait_total("*", 11, Duration::from_secs(20)), 11, "a commit invalidates the cached total");
     d.stop();
 }
+
+/// Native TLS with a generated certificate: HSTS on every HTTPS response, a plain listener that
+/// redirects to it (health excepted), and behind a proxy only a trusted proxy's
+/// `X-Forwarded-Proto` counts.
+#[test]
+fn tls_hsts_and_https_redirects() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("self-signed certificate");
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    std::fs::write(tmp.path().join("cert.pem"), &cert_pem).expect("cert");
+    std::fs::write(tmp.path().join("key.pem"), &key_pem).expect("key");
+    let (tls_addr, plain_addr) = (common::free_addr(), common::free_addr());
+    let cfg = tmp.path().join("lw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[api]\nlisten = \"{tls_addr}\"\nmode = \"production\"\ntls_cert = {:?}\ntls_key = {:?}\nredirect_listen = \"{plain_addr}\"\n",
+            tmp.path().join("data").display().to_string(),
+            tmp.path().join("cert.pem").display().to_string(),
+            tmp.path().join("key.pem").display().to_string(),
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(common::BIN)
+        .args(["run", "--config", cfg.to_str().expect("utf-8")])
+        .env("LOGWARDEN_API_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("d.log")).expect("log"))
+        .spawn()
+        .expect("start");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    ureq::tls::Certificate::from_pem(cert_pem.as_bytes()).expect("pem"),
+                ])))
+                .build(),
+        )
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let https = |path: &str| {
+        let url = format!("https://localhost:{}{path}", tls_addr.port());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match agent.get(&url).header("authorization", &format!("Bearer {TOKEN}")).call() {
+                Ok(r) => return r,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{url}: {e}"),
+            }
+        }
+    };
+    let r = https("/health");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains; preload");
+    let r = https("/api/v1/search?q=*");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("strict-transport-security"));
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+
+    // Plain HTTP: a 301 to the same path on the TLS port; /health still answers for probes.
+    let r = request(plain_addr, "GET", "/api/v1/search?q=status:500", Some(TOKEN), &[], b"").expect("plain");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://127.0.0.1:{}/api/v1/search?q=status:500", tls_addr.port()).as_str())
+    );
+    assert_eq!(r.header("strict-transport-security"), None, "no HSTS over plain HTTP");
+    let r = request(plain_addr, "GET", "/health", None, &[], b"").expect("plain health");
+    assert_eq!(r.status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Behind a proxy: production without native TLS trusts X-Forwarded-Proto from 127.0.0.1 only.
+    let cfg2 = tmp.path().join("proxy.toml");
+    std::fs::write(
+        &cfg2,
+        format!(
+            "data_dir = {:?}\n[api]\nmode = \"production\"\ntrusted_proxies = [\"127.0.0.0/8\"]\nslow_query_ms = 0\n",
+            tmp.path().join("data2").display().to_string()
+        ),
+    )
+    .expect("config");
+    let d = Daemon::start(&["--config", cfg2.to_str().expect("utf-8")], &tmp.path().join("d2.log"));
+    fn proto(p: &str) -> [(&str, &str); 2] {
+        [("x-forwarded-proto", p), ("x-forwarded-host", "logs.example.com")]
+    }
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", Some(TOKEN), &proto("http"), b"").expect("request");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://logs.example.com/api/v1/search?q=*"));
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", Some(TOKEN), &proto("https"), b"").expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("strict-transport-security").is_some());
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", Some(TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 301, "plain HTTP in production");
+    // slow_query_ms = 0: every search is logged as slow, with its duration and not its words.
+    let log = std::fs::read_to_string(&d.log).expect("log");
+    assert!(log.lines().any(|l| l.contains("slow search") && l.contains("took_ms=")), "{log}");
+    drop(d);
+
+    // In development an untrusted peer's header changes nothing.
+    let d = daemon_with_read_token(&tmp.path().join("dev"));
+    let r = request(d.addr, "GET", "/api/v1/search?q=*", Some(TOKEN), &proto("https"), b"").expect("request");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("strict-transport-security"), None);
+}

@@ -10,6 +10,7 @@
 mod alerts;
 pub mod auth;
 mod export;
+pub mod https;
 mod metrics;
 mod stats;
 
@@ -47,6 +48,9 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     /// Alert rules, states and history, when alerting is on.
     pub alerts: Option<Arc<crate::alert::deliver::AlertHandle>>,
+    pub https: Arc<https::HttpsPolicy>,
+    /// Searches slower than this are logged.
+    pub slow_query_ms: f64,
     pub started: Instant,
 }
 
@@ -60,6 +64,8 @@ impl AppState {
             requests: Arc::default(),
             stats: Arc::default(),
             alerts: None,
+            https: Arc::default(),
+            slow_query_ms: 500.0,
             started: Instant::now(),
         }
     }
@@ -89,8 +95,6 @@ struct CachedResult {
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
 const CACHE_ENTRIES: usize = 256;
-/// Searches slower than this are logged with their duration.
-const SLOW_QUERY_MS: f64 = 500.0;
 
 /// Upper bounds, in seconds, of the search latency buckets.
 pub const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
@@ -171,7 +175,8 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(limits.max_concurrent_requests));
+        .layer(tower::limit::ConcurrencyLimitLayer::new(limits.max_concurrent_requests))
+        .layer(middleware::from_fn_with_state(state.clone(), https::enforce));
     for (name, value) in SECURITY_HEADERS {
         app = app
             .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value)));
@@ -429,7 +434,7 @@ async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiErr
                 h.record(r.took_ms / 1000.0);
             }
             // The query text may hold what someone searched for; log its shape, not its words.
-            if r.took_ms > SLOW_QUERY_MS {
+            if r.took_ms > state.slow_query_ms {
                 tracing::warn!(took_ms = r.took_ms, query_chars = query_len, total = r.total, "slow search");
             }
             if let Ok(mut c) = state.requests.cache.lock() {
