@@ -100,6 +100,29 @@ pub enum Command {
         #[arg(default_value = "*")]
         query: String,
     },
+    /// Follow new matching events through a running daemon's API, oldest first.
+    Tail {
+        #[command(flatten)]
+        common: Common,
+        /// The daemon's API (default: http://<api.listen> of the configuration).
+        #[arg(long)]
+        url: Option<String>,
+        /// An API token (default: $LOGWARDEN_API_TOKEN, then <data_dir>/api-token).
+        #[arg(long, env = "LOGWARDEN_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Start this far back (like 5m); default: only events from now on.
+        #[arg(long)]
+        since: Option<String>,
+        /// How often to ask for new events.
+        #[arg(long, default_value = "1s")]
+        interval: humantime::Duration,
+        /// Print each event as a JSON line.
+        #[arg(long)]
+        json: bool,
+        /// Query, e.g. 'status:[500 TO 599]'.
+        #[arg(default_value = "*")]
+        query: String,
+    },
     /// List the alerts (pending and firing) and the latest transitions kept in the data
     /// directory.
     Alerts {

@@ -103,6 +103,24 @@ fn main() -> Result<()> {
                 writeln!(out, "{} of {} matching events ({:.1} ms)", result.hits.len(), result.total, result.took_ms)?;
             }
         }
+        Command::Tail { common, url, token, since, interval, json, query } => {
+            let cfg = cli::load(&common)?;
+            let url = url.unwrap_or_else(|| format!("http://{}", cfg.api.listen));
+            let token = match token {
+                Some(t) => t,
+                None => std::fs::read_to_string(cfg.data_dir.join("api-token"))
+                    .map(|t| t.trim().to_string())
+                    .context("no --token, no LOGWARDEN_API_TOKEN and no api-token in the data directory")?,
+            };
+            let since = match since {
+                Some(s) => {
+                    now_ms()
+                        - humantime::parse_duration(&s).with_context(|| format!("--since {s:?}"))?.as_millis() as i64
+                }
+                None => now_ms(),
+            };
+            tail(&url, &token, &query, since, *interval, json)?;
+        }
         Command::Alerts { common, json } => {
             let cfg = cli::load(&common)?;
             let state = logwarden::alert::Persisted::load(&cfg.data_dir)
@@ -225,6 +243,62 @@ struct StatsArgs {
     query: String,
     limit: usize,
     json: bool,
+}
+
+/// Polls the search API for events after the last one printed, oldest first, until killed.
+fn tail(url: &str, token: &str, query: &str, since: i64, interval: Duration, json: bool) -> Result<()> {
+    use logwarden::index::search::Cursor;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut cursor: Option<Cursor> = None;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut req = agent
+            .get(&format!("{}/api/v1/search", url.trim_end_matches('/')))
+            .header("authorization", &format!("Bearer {token}"))
+            .query("q", query)
+            .query("sort", "oldest")
+            .query("limit", "1000")
+            .query("from", (since / 1000).to_string());
+        if let Some(c) = &cursor {
+            req = req.query("cursor", c.encode());
+        }
+        let mut resp = req.call().with_context(|| format!("asking {url}"))?;
+        let status = resp.status();
+        let body: serde_json::Value =
+            resp.body_mut().read_json().context("the API answered something other than JSON")?;
+        anyhow::ensure!(
+            status == 200,
+            "the API answered {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("?")
+        );
+        let hits = body["hits"].as_array().cloned().unwrap_or_default();
+        for hit in &hits {
+            if json {
+                writeln!(out, "{hit}")?;
+            } else {
+                writeln!(out, "{}", summary_line(hit))?;
+            }
+        }
+        out.flush()?;
+        if let Some(last) = hits.last().and_then(|h| h["timestamp_ms"].as_i64()) {
+            // Where the next page starts: after every event printed at the last millisecond.
+            let mut ids: Vec<String> =
+                cursor.as_ref().filter(|c| c.ts() == last).map(|c| c.ids().to_vec()).unwrap_or_default();
+            ids.extend(
+                hits.iter()
+                    .filter(|h| h["timestamp_ms"].as_i64() == Some(last))
+                    .filter_map(|h| h["id"].as_str().map(str::to_string)),
+            );
+            cursor = Some(Cursor::after(last, ids));
+        }
+        if hits.len() < 1000 {
+            std::thread::sleep(interval);
+        }
+    }
 }
 
 /// One line per hit; control characters are escaped so a crafted log line cannot drive the

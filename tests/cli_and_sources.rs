@@ -231,3 +231,83 @@ fn config_file_sources_with_exclude_and_fixed_format() {
     assert_eq!(d.total("format:json AND route:\"/a/:id\""), 1);
     d.stop();
 }
+
+/// `logwarden tail` follows new matching events through the API: each once, in order, and
+/// nothing that does not match.
+#[test]
+fn tail_follows_new_matching_events_over_the_api() {
+    use std::io::{BufRead, Write};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (logs, glob) = common::logs_dir(tmp.path());
+    let log = logs.join("access.log");
+    std::fs::write(&log, "").expect("create");
+    let d = common::Daemon::tailing(tmp.path(), &glob);
+    let mut child = std::process::Command::new(common::BIN)
+        .args([
+            "tail",
+            "--url",
+            &format!("http://{}", d.addr),
+            "--interval",
+            "200ms",
+            "--since",
+            "1h",
+            "--json",
+            "status:500",
+        ])
+        .env("LOGWARDEN_API_TOKEN", common::TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tail");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Written in three bursts while tail runs; every third request fails. All share timestamps
+    // within a second, so the cursor must tell apart events of the same millisecond.
+    let mut expected = Vec::new();
+    for burst in 0..3 {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
+        for i in 0..30 {
+            let n = burst * 30 + i;
+            let status = if n % 3 == 0 { 500 } else { 200 };
+            if status == 500 {
+                expected.push(format!("/item/{n}"));
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+            writeln!(
+                f,
+                "{{\"time\":{now},\"req\":{{\"method\":\"GET\",\"url\":\"/item/{n}\"}},\"res\":{{\"statusCode\":{status}}},\"responseTime\":3}}"
+            )
+            .expect("write");
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < expected.len() && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("--json prints JSON lines");
+            assert_eq!(v["status"], 500, "{line}");
+            seen.push(v["path"].as_str().expect("path").to_string());
+        }
+    }
+    // Nothing more arrives: no event is printed twice.
+    std::thread::sleep(Duration::from_millis(800));
+    while let Ok(line) = rx.try_recv() {
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Events of the same millisecond may come in any order; each exactly once.
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "printed twice: {seen:?}");
+    expected.sort();
+    assert_eq!(sorted, expected);
+}

@@ -57,6 +57,19 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The position just after the events `ids`, all at time `ts`, in time order.
+    pub fn after(ts: i64, ids: Vec<String>) -> Cursor {
+        Cursor { ts, ids }
+    }
+
+    pub fn ts(&self) -> i64 {
+        self.ts
+    }
+
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     pub fn encode(&self) -> String {
         hex::encode(serde_json::to_vec(self).unwrap_or_default())
     }
