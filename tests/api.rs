@@ -479,3 +479,50 @@ fn tls_hsts_and_https_redirects() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("strict-transport-security"), None);
 }
+
+/// The OpenAPI document lists every endpoint the router serves, each with its errors.
+#[test]
+fn openapi_document_covers_every_endpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = daemon_with_read_token(tmp.path());
+    let r = request(d.addr, "GET", "/api/v1/openapi.json", Some(READ_TOKEN), &[], b"").expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let doc: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let mut ops: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            ops.push(format!("{} {path}", method.to_uppercase()));
+            if path != "/health" {
+                for code in ["400", "401", "403", "429"] {
+                    assert!(op["responses"][code].is_object(), "{method} {path} does not document {code}");
+                }
+            }
+        }
+    }
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            "GET /api/v1/alerts",
+            "GET /api/v1/events/{id}/context",
+            "GET /api/v1/fields/{field}/top",
+            "GET /api/v1/openapi.json",
+            "GET /api/v1/search",
+            "GET /api/v1/search/export",
+            "GET /api/v1/security-report",
+            "GET /api/v1/stats",
+            "GET /api/v1/stats/slow",
+            "GET /api/v1/stats/timeseries",
+            "GET /health",
+            "GET /health/detailed",
+            "GET /metrics",
+            "POST /api/v1/search",
+        ]
+    );
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let search = &doc["paths"]["/api/v1/search"]["get"];
+    let params: Vec<&str> =
+        search["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(params, ["q", "from", "to", "limit", "sort", "cursor", "fields"]);
+}

@@ -10,6 +10,11 @@ use super::{ApiError, AppState, range_request};
 use crate::index::now_ms;
 
 /// Rules, current instances, recent transitions and what waits in the outbox.
+/// Alert rules, pending and firing alerts, recent transitions and the outbox.
+#[utoipa::path(get, path = "/api/v1/alerts", responses(
+    (status = 200, description = "rules, alerts, history, outbox", body = serde_json::Value),
+    super::openapi::ReadErrors,
+))]
 pub async fn alerts(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = &state.alerts else {
         return Ok(
@@ -43,7 +48,8 @@ pub async fn alerts(State(state): State<AppState>) -> Result<Response, ApiError>
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportParams {
     from: Option<String>,
@@ -52,6 +58,11 @@ pub struct ReportParams {
 }
 
 /// Anomalies by severity over a range, a verdict, the top offenders and what to do.
+/// Anomalies by severity, a verdict, top offenders and recommendations.
+#[utoipa::path(get, path = "/api/v1/security-report", params(ReportParams), responses(
+    (status = 200, description = "the report", body = serde_json::Value),
+    super::openapi::ReadErrors,
+))]
 pub async fn security_report(
     State(state): State<AppState>,
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,

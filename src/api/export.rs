@@ -15,12 +15,14 @@ use crate::parse::timestamp::format_rfc3339;
 /// Lines in flight between the index reader and the client.
 const IN_FLIGHT: usize = 64;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     q: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// `ndjson` (default) or `csv`.
     format: Option<String>,
 }
 
@@ -72,6 +74,14 @@ fn csv_line(hit: &serde_json::Value) -> String {
     line
 }
 
+/// Every matching event, streamed without a size limit.
+#[utoipa::path(get, path = "/api/v1/search/export", params(ExportParams), responses(
+    (status = 200, description = "one event per line", content(
+        (String = "application/x-ndjson"),
+        (String = "text/csv"),
+    )),
+    super::openapi::ReadErrors,
+))]
 pub async fn export(
     State(state): State<AppState>,
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,

@@ -24,6 +24,11 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
 }
 
+/// Prometheus text exposition of the daemon's own metrics.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "metrics", content_type = "text/plain", body = String),
+    super::openapi::ReadErrors,
+))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let c = &state.counters;
     let mut out = String::new();
@@ -139,6 +144,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
+/// Per-source, per-partition and commit health (admin token).
+#[utoipa::path(get, path = "/health/detailed", responses(
+    (status = 200, description = "healthy", body = serde_json::Value),
+    (status = 503, description = "unhealthy, with the reason", body = serde_json::Value),
+    super::openapi::ReadErrors,
+))]
 pub async fn health_detailed(State(state): State<AppState>) -> Response {
     let c = &state.counters;
     let failed = c.failed.load(Ordering::Relaxed);

@@ -12,6 +12,7 @@ pub mod auth;
 mod export;
 pub mod https;
 mod metrics;
+mod openapi;
 mod stats;
 
 use std::collections::HashMap;
@@ -162,6 +163,7 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .route("/api/v1/stats/slow", get(stats::slow))
         .route("/api/v1/alerts", get(alerts::alerts))
         .route("/api/v1/security-report", get(alerts::security_report))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = Router::new()
@@ -182,6 +184,20 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
             .layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value)));
     }
     app.with_state(state)
+}
+
+/// The one error shape: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, such as `invalid_query` or `missing_token`.
+    pub code: String,
+    /// What is wrong, in words.
+    pub message: String,
 }
 
 /// Every error the API returns.
@@ -208,7 +224,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error, see the daemon's log".to_string())
             }
         };
-        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+        (status, Json(ErrorBody { error: ErrorDetail { code: code.to_string(), message } })).into_response()
     }
 }
 
@@ -252,6 +268,11 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
     resp
 }
 
+/// Cheap liveness: 200 while ingestion works, 503 once it has failed. No token needed.
+#[utoipa::path(get, path = "/health", security(()), responses(
+    (status = 200, description = "ingestion works", body = serde_json::Value),
+    (status = 503, description = "ingestion has failed", body = serde_json::Value),
+))]
 async fn health(State(state): State<AppState>) -> Response {
     let c = &state.counters;
     let failed = c.failed.load(Ordering::Relaxed);
@@ -269,14 +290,24 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// Search parameters, from the query string (GET) or a JSON body (POST).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SearchParams {
+    /// The query, in tantivy's language over the event fields: `status:[500 TO 599] AND
+    /// route:"/api/users/:id"`, `client_ip:203.0.113.0/24`, words and "phrases".
     q: Option<String>,
+    /// Start (inclusive): RFC 3339, epoch seconds or `now-15m`.
     from: Option<String>,
+    /// End (exclusive), in the same forms.
     to: Option<String>,
+    /// Hits per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>)]
     limit: Option<serde_json::Value>,
+    /// `newest` (default), `oldest` or `duration_ms` (slowest first).
     sort: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Comma-separated event fields to return (all when absent).
     fields: Option<String>,
@@ -370,6 +401,11 @@ fn limit_param(v: Option<&serde_json::Value>) -> Result<usize, ApiError> {
     }
 }
 
+/// Searches the events: newest first by default, a page at a time.
+#[utoipa::path(get, path = "/api/v1/search", params(SearchParams), responses(
+    (status = 200, description = "a page of hits", body = crate::index::search::SearchResult),
+    openapi::ReadErrors,
+))]
 async fn search_get(
     State(state): State<AppState>,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
@@ -378,6 +414,14 @@ async fn search_get(
     run_search(state, p).await
 }
 
+/// The same search with the parameters as a JSON body.
+#[utoipa::path(post, path = "/api/v1/search", request_body = SearchParams, responses(
+    (status = 200, description = "a page of hits", body = crate::index::search::SearchResult),
+    (status = 413, description = "the body is larger than `max_body_bytes`"),
+    (status = 415, description = "the body is not JSON"),
+    (status = 422, description = "the JSON does not have the expected shape", body = ErrorBody),
+    openapi::ReadErrors,
+))]
 async fn search_post(
     State(state): State<AppState>,
     body: Result<Json<SearchParams>, axum::extract::rejection::JsonRejection>,
@@ -461,16 +505,27 @@ async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiErr
     Ok(resp)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ContextParams {
+    /// Events read before it from the same file (default 20, at most 200).
     before: Option<usize>,
+    /// Events read after it (default 20, at most 200).
     after: Option<usize>,
 }
 
 /// The most neighbours one context request returns on each side.
 const MAX_CONTEXT: usize = 200;
 
+/// An event with the events read just before and after it from the same file.
+#[utoipa::path(get, path = "/api/v1/events/{id}/context",
+    params(("id" = String, Path, description = "an event id, as search returns it"), ContextParams),
+    responses(
+        (status = 200, description = "the event and its neighbours", body = crate::index::search::Context),
+        (status = 404, description = "no event has this id", body = ErrorBody),
+        openapi::ReadErrors,
+    ))]
 async fn context(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -497,12 +552,15 @@ async fn context(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TopParams {
+    /// Only the events matching this query.
     q: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// How many values, 1 to 100 (default 10).
     n: Option<usize>,
 }
 
@@ -525,6 +583,10 @@ const TOP_FIELDS: &[(&str, &str)] = &[
     ("anomalies", "anomalies"),
 ];
 
+/// The most frequent values of a field among the matching events.
+#[utoipa::path(get, path = "/api/v1/fields/{field}/top",
+    params(("field" = String, Path, description = "client_ip, route, path, status, method, host, user_agent, level, format, source, user_id, client_id, severity, family or anomalies"), TopParams),
+    responses((status = 200, description = "values and counts", body = serde_json::Value), openapi::ReadErrors))]
 async fn top_values(
     State(state): State<AppState>,
     axum::extract::Path(field): axum::extract::Path<String>,

@@ -19,7 +19,8 @@ const DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
 /// The most points one timeseries returns.
 const MAX_POINTS: i64 = 1440;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsParams {
     from: Option<String>,
@@ -122,6 +123,11 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(e.to_string()))??)
 }
 
+/// Latency, errors, slow requests and Apdex per route (or status, method, host) and in total.
+#[utoipa::path(get, path = "/api/v1/stats", params(StatsParams), responses(
+    (status = 200, description = "groups and total", body = serde_json::Value),
+    super::openapi::ReadErrors,
+))]
 pub async fn stats(
     State(state): State<AppState>,
     params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
@@ -192,6 +198,11 @@ pub async fn stats(
     .into_response())
 }
 
+/// The total figures per interval, for charts.
+#[utoipa::path(get, path = "/api/v1/stats/timeseries", params(StatsParams), responses(
+    (status = 200, description = "points", body = serde_json::Value),
+    super::openapi::ReadErrors,
+))]
 pub async fn timeseries(
     State(state): State<AppState>,
     params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
@@ -253,6 +264,11 @@ fn point(t: i64, s: Summary) -> serde_json::Value {
 }
 
 /// Routes by p99, each with its slowest requests from the index and links to them.
+/// The slowest routes, each with its slowest requests.
+#[utoipa::path(get, path = "/api/v1/stats/slow", params(StatsParams), responses(
+    (status = 200, description = "routes with requests and links", body = serde_json::Value),
+    super::openapi::ReadErrors,
+))]
 pub async fn slow(
     State(state): State<AppState>,
     params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,

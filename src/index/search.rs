@@ -91,7 +91,7 @@ pub struct Replay {
 }
 
 /// An event with its neighbours in the same file.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Context {
     pub before: Vec<serde_json::Value>,
     pub event: serde_json::Value,
@@ -137,7 +137,7 @@ fn rewrite_cidr(query: &str) -> Result<String, SearchError> {
     Ok(out)
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SearchResult {
     /// Events matching the query and time range (whatever the cursor).
     pub total: u64,
