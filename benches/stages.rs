@@ -230,6 +230,34 @@ fn statistics(c: &mut Criterion) {
         let f = Filter { route: Some(routes[7].clone()), ..Filter::default() };
         b.iter(|| stats.report(range, &f, GroupBy::None).total.count)
     });
+    // The same number of requests with traffic as sites have it: route k gets a share
+    // proportional to 1/k (Zipf), so a few routes are busy and most are quiet.
+    let zipf = Arc::new(Stats::default());
+    let mut recorder = Recorder::new(zipf.clone());
+    let weights: Vec<f64> = (1..=routes.len()).map(|k| 1.0 / k as f64).collect();
+    let per_minute = 3.0 * routes.len() as f64;
+    let scale = per_minute / weights.iter().sum::<f64>();
+    let mut carry = vec![0.0f64; routes.len()];
+    for minute in 0..1440i64 {
+        for (r, route) in routes.iter().enumerate() {
+            carry[r] += weights[r] * scale;
+            while carry[r] >= 1.0 {
+                carry[r] -= 1.0;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ev.timestamp_ms = day0 + minute * 60_000 + (x % 60_000) as i64;
+                ev.route = Some(route.clone());
+                ev.status = Some(if x.is_multiple_of(50) { 500 } else { 200 });
+                ev.duration_ms = Some((1u64 << (x % (10 + r as u64 % 4))) as f64 + (x >> 50) as f64 / 1000.0);
+                recorder.record(&ev);
+            }
+        }
+        recorder.flush();
+    }
+    group.bench_function("query_24h_all_2000_routes_zipf", |b| {
+        b.iter(|| zipf.report(range, &Filter::default(), GroupBy::Route).groups.len())
+    });
     group.finish();
 }
 

@@ -208,6 +208,68 @@ mod tests {
         assert!(o[0].active && (5.0..5.01).contains(&o[0].value), "{o:?}");
     }
 
+    /// Anomaly counts come from the index: per client, of a least severity, within the window.
+    #[test]
+    fn anomaly_counts_per_client_and_slow_ratio() {
+        use crate::event::{AnomalyTags, Origin};
+        use crate::index::IndexStore;
+        use crate::redact::{Redactor, Replacement};
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let (mut store, _) = IndexStore::open(catalog.clone(), 0, 36500).unwrap();
+        let now = 1_800_000_000_000i64;
+        let redactor = Redactor::new(&[], Replacement::Fixed);
+        let stats = Arc::new(Stats::default());
+        let mut rec = Recorder::new(stats.clone());
+        // (client, severity, minutes ago)
+        let cases =
+            [("10.0.0.1", "CRITICAL", 1), ("10.0.0.1", "HIGH", 2), ("10.0.0.1", "HIGH", 9), ("10.0.0.2", "LOW", 1)];
+        for (i, (ip, sev, ago)) in cases.iter().enumerate() {
+            let origin = Origin {
+                fingerprint: "f".into(),
+                offset: i as u64 * 10,
+                end_offset: i as u64 * 10 + 10,
+                path: "p".into(),
+            };
+            let ev = Event {
+                id: origin.event_id(),
+                timestamp_ms: now - ago * 60_000,
+                client_ip: Some(ip.to_string()),
+                route: Some("/q".into()),
+                status: Some(200),
+                duration_ms: Some(if i == 0 { 3000.0 } else { 10.0 }),
+                raw: "x".into(),
+                ..Event::default()
+            };
+            rec.record(&ev);
+            let mut r = redactor.redact(ev);
+            r.tag(AnomalyTags {
+                rules: vec!["r1".into()],
+                families: vec!["sqli".into()],
+                score: 5,
+                severity: Some(sev.to_string()),
+                attack: true,
+                matches: Vec::new(),
+            });
+            store.add(&origin, &r).unwrap();
+        }
+        store.close().unwrap();
+        rec.flush();
+        let per_source = BTreeMap::new();
+        let inputs = Inputs { stats: &stats, catalog: &catalog, per_source: &per_source, started_ms: 0 };
+        let r = rule(
+            "kind = \"anomaly_count\"\nwindow = \"5m\"\nthreshold = 1\nper = \"client_ip\"\nmin_severity = \"HIGH\"\n",
+        );
+        let o = observe(&r, &inputs, now).unwrap();
+        assert_eq!(o, [Observation { key: Some(("client_ip".into(), "10.0.0.1".into())), value: 2.0, active: true }]);
+        let all = rule("kind = \"anomaly_count\"\nwindow = \"10m\"\nthreshold = 3\n");
+        assert_eq!(observe(&all, &inputs, now).unwrap()[0].value, 4.0);
+        assert!(observe(&all, &inputs, now).unwrap()[0].active);
+        // One of the four requests is slower than the default 1 s threshold.
+        let slow = rule("kind = \"slow_ratio\"\nwindow = \"10m\"\nthreshold = 0.2\n");
+        assert_eq!(observe(&slow, &inputs, now).unwrap()[0].value, 0.25);
+    }
+
     #[test]
     fn absent_sources() {
         let stats = Stats::default();
