@@ -41,6 +41,50 @@ pub struct ConfigFile {
     pub rules: RulesConfig,
     pub stats: StatsConfig,
     pub alerts: AlertsConfig,
+    pub clickhouse: ClickHouseConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// Ship every (redacted) event to ClickHouse.
+    pub enabled: bool,
+    /// The HTTP interface, such as `http://127.0.0.1:8123`.
+    pub url: String,
+    pub database: String,
+    pub table: String,
+    /// Environment variables holding the user and password (none: the default user).
+    pub user_env: Option<String>,
+    pub password_env: Option<String>,
+    #[serde(deserialize_with = "positive_usize")]
+    pub batch_size: usize,
+    #[serde(deserialize_with = "duration")]
+    pub max_batch_delay: Duration,
+    /// Unsent events kept on disk; beyond, reading the logs waits.
+    #[serde(deserialize_with = "positive_u64")]
+    pub spool_max_mb: u64,
+    /// Gzip the inserts.
+    pub compression: bool,
+    /// This agent's name in the `agent` column (default: the host name).
+    pub agent: Option<String>,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "http://127.0.0.1:8123".into(),
+            database: "logwarden".into(),
+            table: "events".into(),
+            user_env: None,
+            password_env: None,
+            batch_size: 10_000,
+            max_batch_delay: Duration::from_secs(1),
+            spool_max_mb: 1024,
+            compression: true,
+            agent: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,6 +373,7 @@ impl Default for ConfigFile {
             rules: RulesConfig::default(),
             stats: StatsConfig::default(),
             alerts: AlertsConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
         }
     }
 }
@@ -569,6 +614,18 @@ impl ConfigFile {
                     find(text, p),
                     "api.trusted_proxies",
                     format!("{p:?} is not an address or CIDR block"),
+                ));
+            }
+        }
+        let ident = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        for (key, value) in
+            [("clickhouse.database", &self.clickhouse.database), ("clickhouse.table", &self.clickhouse.table)]
+        {
+            if !ident(value) {
+                return Err(invalid(
+                    find(text, value),
+                    key,
+                    format!("{value:?} must be letters, digits and underscores"),
                 ));
             }
         }

@@ -20,6 +20,7 @@ use crate::parse::FormatSpec;
 use crate::pipeline::{Pipeline, Stages};
 use crate::redact::{Redactor, Replacement};
 use crate::rules::Detector;
+use crate::sink::spool::{SinkHealth, SpoolReader, SpoolWriter};
 use crate::source::{self, Batch, FileSettings, FileSource, Framer};
 use crate::stats::routes::{RouteTable, Template};
 use crate::stats::{self, Recorder, Stats, Thresholds};
@@ -48,6 +49,8 @@ struct Parts {
     resume: HashMap<String, u64>,
     counters: Arc<IngestCounters>,
     stats: Arc<Stats>,
+    /// The ClickHouse sink's reading end and health, when configured.
+    sink: Option<(SpoolReader, Arc<SinkHealth>)>,
 }
 
 fn redactor(cfg: &ConfigFile) -> Result<Redactor, DaemonError> {
@@ -88,9 +91,19 @@ fn build(cfg: &ConfigFile, specs: Vec<FormatSpec>) -> Result<Parts, DaemonError>
     let templates = cfg.stats.routes.iter().filter_map(|r| Template::parse(r).ok()).collect();
     let routes =
         RouteTable::new(templates, cfg.stats.max_routes, catalog.distinct_terms("route")?, stats.folded_routes.clone());
-    let stages = Stages { filter: Filter::new(&cfg.filter), routes, redactor: redactor(cfg)?, detector, recorder };
+    let (spool, sink) = if cfg.clickhouse.enabled {
+        let health = Arc::new(SinkHealth { name: "clickhouse".into(), ..SinkHealth::default() });
+        let dir = cfg.data_dir.join("spool").join("clickhouse");
+        let io = |source| DaemonError::Read { path: dir.clone(), source };
+        let writer = SpoolWriter::open(&dir, cfg.clickhouse.spool_max_mb << 20, health.clone()).map_err(io)?;
+        (Some(writer), Some((SpoolReader::open(&dir, health.clone()).map_err(io)?, health)))
+    } else {
+        (None, None)
+    };
+    let stages =
+        Stages { filter: Filter::new(&cfg.filter), routes, redactor: redactor(cfg)?, detector, recorder, spool };
     let pipeline = Pipeline::new(specs, stages, store, counters.clone());
-    Ok(Parts { catalog, pipeline, resume: resume.into_iter().collect(), counters, stats })
+    Ok(Parts { catalog, pipeline, resume: resume.into_iter().collect(), counters, stats, sink })
 }
 
 fn file_settings(cfg: &ConfigFile) -> Vec<FileSettings> {
@@ -129,7 +142,7 @@ fn spawn_pipeline(
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     let specs = cfg.sources.iter().map(|s| s.format_spec()).collect();
-    let Parts { catalog, pipeline, resume, counters, stats } = build(&cfg, specs)?;
+    let Parts { catalog, pipeline, resume, counters, stats, sink } = build(&cfg, specs)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
 
@@ -157,6 +170,15 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     }
     drop(tx);
     let pipeline_thread = spawn_pipeline(pipeline, rx, cfg.index.commit_interval, counters.clone(), shutdown.clone());
+    let mut sinks = Vec::new();
+    let sink_thread = sink.map(|(reader, health)| {
+        sinks.push(health.clone());
+        let (ch, stop) = (cfg.clickhouse.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("sink-clickhouse".into())
+            .spawn(move || crate::sink::run(&ch, reader, health, &stop))
+            .expect("spawn the ClickHouse sink")
+    });
     let mut alerts = None;
     let alert_thread = if cfg.alerts.enabled {
         let alerting =
@@ -181,6 +203,7 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     };
     let mut state = AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute).with_stats(stats);
     state.alerts = alerts;
+    state.sinks = sinks;
     state.slow_query_ms = cfg.api.slow_query_ms as f64;
     let tls = cfg.api.tls_cert.clone().zip(cfg.api.tls_key.clone());
     let policy = HttpsPolicy {
@@ -244,6 +267,9 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     shutdown.store(true, Ordering::Relaxed);
     let _ = source_thread.join();
     if let Some(t) = alert_thread {
+        let _ = t.join();
+    }
+    if let Some(t) = sink_thread {
         let _ = t.join();
     }
     // A stdin reader may still hold a sender while it blocks on read; the pipeline stops on

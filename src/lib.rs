@@ -31,5 +31,6 @@ pub mod parse;
 pub mod pipeline;
 pub mod redact;
 pub mod rules;
+pub mod sink;
 pub mod source;
 pub mod stats;

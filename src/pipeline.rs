@@ -27,6 +27,7 @@ use crate::metrics::{IngestCounters, SourceCounts};
 use crate::parse::{FileParser, FormatSpec};
 use crate::redact::{Redacted, Redactor};
 use crate::rules::Detector;
+use crate::sink::spool::SpoolWriter;
 use crate::source::{Batch, Item, SourceRecord};
 use crate::stats::Recorder;
 use crate::stats::routes::RouteTable;
@@ -68,6 +69,7 @@ pub struct Pipeline {
     detector: Option<Detector>,
     store: IndexStore,
     recorder: Recorder,
+    spool: Option<SpoolWriter>,
     counters: Arc<IngestCounters>,
     workers: usize,
 }
@@ -79,12 +81,14 @@ pub struct Stages {
     pub redactor: Redactor,
     pub detector: Option<Detector>,
     pub recorder: Recorder,
+    /// The spool of a sink (ClickHouse), when one is configured.
+    pub spool: Option<SpoolWriter>,
 }
 
 impl Pipeline {
     /// `specs[i]` is the format of configured source `i`.
     pub fn new(specs: Vec<FormatSpec>, stages: Stages, store: IndexStore, counters: Arc<IngestCounters>) -> Self {
-        let Stages { filter, routes, redactor, detector, recorder } = stages;
+        let Stages { filter, routes, redactor, detector, recorder, spool } = stages;
         let parse = Parse {
             specs,
             parsers: HashMap::new(),
@@ -95,7 +99,7 @@ impl Pipeline {
             last_publish: Instant::now(),
         };
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-        Self { parse, redactor, detector, store, recorder, counters, workers }
+        Self { parse, redactor, detector, store, recorder, spool, counters, workers }
     }
 
     /// Builds the event of one record; a record no parser accepts becomes an unparsed event.
@@ -119,7 +123,7 @@ impl Pipeline {
     /// `interval`; then commits a last time and closes the index. Batches still queued at
     /// shutdown are not lost: their positions were not committed, so they are read again.
     pub fn run(self, rx: Receiver<Batch>, interval: Duration, shutdown: &AtomicBool) -> Result<(), IndexError> {
-        let Pipeline { mut parse, redactor, detector, store, recorder, counters, workers } = self;
+        let Pipeline { mut parse, redactor, detector, store, recorder, spool, counters, workers } = self;
         let (ready_tx, ready_rx) = sync_channel::<(u64, Vec<Ready>)>(workers * QUEUE);
         std::thread::scope(|scope| {
             let mut work_txs = Vec::with_capacity(workers);
@@ -151,7 +155,7 @@ impl Pipeline {
                 .name("parse".into())
                 .spawn_scoped(scope, move || parse.run(rx, work_txs, shutdown))
                 .expect("spawn parse thread");
-            index_loop(store, recorder, ready_rx, &counters, interval)
+            index_loop(store, recorder, spool, ready_rx, &counters, interval, shutdown)
         })
     }
 }
@@ -274,10 +278,13 @@ impl Parse {
 fn index_loop(
     mut store: IndexStore,
     mut recorder: Recorder,
+    mut spool: Option<SpoolWriter>,
     ready: Receiver<(u64, Vec<Ready>)>,
     counters: &IngestCounters,
     interval: Duration,
+    shutdown: &AtomicBool,
 ) -> Result<(), IndexError> {
+    let spool_error = |e: std::io::Error| IndexError::Io { path: "spool".into(), source: e };
     let mut next = 0u64;
     let mut early: BTreeMap<u64, Vec<Ready>> = BTreeMap::new();
     let mut last_commit = Instant::now();
@@ -294,6 +301,10 @@ fn index_loop(
                             Ready::Add(origin, ev) => {
                                 store.add(&origin, &ev)?;
                                 recorder.record(ev.event());
+                                if let Some(s) = &mut spool {
+                                    let json = serde_json::to_string(ev.event()).unwrap_or_default();
+                                    s.append(&json, shutdown).map_err(spool_error)?;
+                                }
                                 IngestCounters::add(&counters.events_indexed, 1);
                             }
                         }
@@ -305,6 +316,10 @@ fn index_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if last_commit.elapsed() >= interval {
+            // Whatever the commit makes final must already be in the spool.
+            if let Some(s) = &mut spool {
+                s.sync().map_err(spool_error)?;
+            }
             commit(&mut store, counters)?;
             recorder.flush();
             last_commit = Instant::now();
@@ -313,6 +328,9 @@ fn index_loop(
                 last_retention = Some(Instant::now());
             }
         }
+    }
+    if let Some(s) = &mut spool {
+        s.sync().map_err(spool_error)?;
     }
     store.close()?;
     recorder.flush();

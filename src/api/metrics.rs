@@ -70,6 +70,37 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Seconds since the daemon started.",
         state.started.elapsed().as_secs(),
     );
+    for s in &state.sinks {
+        let l = label(&s.name);
+        for (name, kind, help, value) in [
+            (
+                "logwarden_sink_pending_bytes",
+                "gauge",
+                "Spooled bytes not yet acknowledged by the sink.",
+                s.pending_bytes.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "logwarden_sink_delivered_total",
+                "counter",
+                "Events the sink acknowledged.",
+                s.delivered_total.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "logwarden_sink_errors_total",
+                "counter",
+                "Failed deliveries (retried).",
+                s.errors_total.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "logwarden_sink_last_success_timestamp_seconds",
+                "gauge",
+                "Time of the last acknowledged batch.",
+                s.last_success_ms.load(Ordering::Relaxed) / 1000,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{sink=\"{l}\"}} {value}");
+        }
+    }
     let (keys, minutes) = state.stats.size();
     metric(
         &mut out,
@@ -188,6 +219,15 @@ pub async fn health_detailed(State(state): State<AppState>) -> Response {
             "last_commit_ms": last,
             "last_commit_age_ms": age,
         },
+        "sinks": state.sinks.iter().map(|s| json!({
+            "name": s.name,
+            "pending_bytes": s.pending_bytes.load(Ordering::Relaxed),
+            "oldest_pending_age_ms": match s.oldest_pending_ms.load(Ordering::Relaxed) { 0 => None, t => Some(now_ms() - t) },
+            "last_success_ms": s.last_success_ms.load(Ordering::Relaxed),
+            "delivered": s.delivered_total.load(Ordering::Relaxed),
+            "errors": s.errors_total.load(Ordering::Relaxed),
+            "reading_paused": s.blocked.load(Ordering::Relaxed),
+        })).collect::<Vec<_>>(),
         "uptime_s": state.started.elapsed().as_secs(),
     });
     let status = if healthy { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };

@@ -50,6 +50,8 @@ pub struct AppState {
     /// Alert rules, states and history, when alerting is on.
     pub alerts: Option<Arc<crate::alert::deliver::AlertHandle>>,
     pub https: Arc<https::HttpsPolicy>,
+    /// Health of the sinks (ClickHouse), for `/health/detailed` and `/metrics`.
+    pub sinks: Vec<Arc<crate::sink::spool::SinkHealth>>,
     /// Searches slower than this are logged.
     pub slow_query_ms: f64,
     pub started: Instant,
@@ -66,6 +68,7 @@ impl AppState {
             stats: Arc::default(),
             alerts: None,
             https: Arc::default(),
+            sinks: Vec::new(),
             slow_query_ms: 500.0,
             started: Instant::now(),
         }
