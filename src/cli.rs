@@ -49,6 +49,10 @@ pub enum Command {
         /// Also read lines from standard input.
         #[arg(long)]
         stdin: bool,
+        /// `agent` tails logs; `query` tails nothing and answers the API from the ClickHouse
+        /// the agents ship to (the [clickhouse] settings).
+        #[arg(long, value_enum, default_value = "agent")]
+        role: RoleArg,
     },
     /// Validate the configuration and exit.
     CheckConfig {
@@ -211,6 +215,12 @@ impl From<FormatArg> for FormatName {
             FormatArg::ErrorLog => FormatName::ErrorLog,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    Agent,
+    Query,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

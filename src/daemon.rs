@@ -196,14 +196,41 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     };
 
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), sources = cfg.sources.len(), "logwarden is running");
+    let mut state = AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute).with_stats(stats);
+    state.alerts = alerts;
+    state.sinks = sinks;
+    serve(&cfg, &runtime, listener, addr, state, shutdown.clone())?;
+
+    tracing::info!("shutting down");
+    shutdown.store(true, Ordering::Relaxed);
+    let _ = source_thread.join();
+    if let Some(t) = alert_thread {
+        let _ = t.join();
+    }
+    if let Some(t) = sink_thread {
+        let _ = t.join();
+    }
+    // A stdin reader may still hold a sender while it blocks on read; the pipeline stops on
+    // the shutdown flag and whatever it had not committed is read again after a restart.
+    let result = pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?;
+    result.map_err(DaemonError::from)
+}
+
+/// Serves the API on `listener` (TLS when configured, and the redirect listener) until SIGINT
+/// or SIGTERM, which also sets `shutdown`.
+fn serve(
+    cfg: &ConfigFile,
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    mut state: AppState,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), DaemonError> {
     let limits = Limits {
         max_body_bytes: cfg.api.max_body_bytes,
         request_timeout: cfg.api.request_timeout,
         max_concurrent_requests: cfg.api.max_concurrent_requests,
     };
-    let mut state = AppState::new(catalog, counters, auth, cfg.api.rate_limit_per_minute).with_stats(stats);
-    state.alerts = alerts;
-    state.sinks = sinks;
     state.slow_query_ms = cfg.api.slow_query_ms as f64;
     let tls = cfg.api.tls_cert.clone().zip(cfg.api.tls_key.clone());
     let policy = HttpsPolicy {
@@ -219,7 +246,7 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     });
     state.https = Arc::new(policy);
     let app = router(state, &limits);
-    let stop = shutdown.clone();
+    let stop = shutdown;
     let served: Result<(), std::io::Error> = runtime.block_on(async move {
         let handle = axum_server::Handle::<SocketAddr>::new();
         let (stopping, stopped) = tokio::sync::watch::channel(false);
@@ -263,19 +290,31 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     });
     served.map_err(|source| DaemonError::Listen { addr, source })?;
 
+    Ok(())
+}
+
+/// Query mode: no sources and no index of its own; the API answers from the ClickHouse the
+/// agents fill.
+pub fn run_query_node(cfg: ConfigFile) -> Result<(), DaemonError> {
+    let catalog = Catalog::open(&cfg.data_dir.join("index"))?;
+    let auth = api_auth(&cfg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(cfg.api.listen))
+        .map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
+    let thresholds = Thresholds::new(&cfg.stats);
+    let mut state = AppState::new(catalog, Arc::default(), auth, cfg.api.rate_limit_per_minute)
+        .with_stats(Arc::new(Stats::new(thresholds.clone())));
+    state.fleet = Some(Arc::new(crate::sink::fleet::Fleet::new(&cfg.clickhouse, thresholds)));
+    tracing::info!(%addr, clickhouse = %cfg.clickhouse.url, "logwarden query node is running");
+    serve(&cfg, &runtime, listener, addr, state, Arc::new(AtomicBool::new(false)))?;
     tracing::info!("shutting down");
-    shutdown.store(true, Ordering::Relaxed);
-    let _ = source_thread.join();
-    if let Some(t) = alert_thread {
-        let _ = t.join();
-    }
-    if let Some(t) = sink_thread {
-        let _ = t.join();
-    }
-    // A stdin reader may still hold a sender while it blocks on read; the pipeline stops on
-    // the shutdown flag and whatever it had not committed is read again after a restart.
-    let result = pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?;
-    result.map_err(DaemonError::from)
+    Ok(())
 }
 
 /// The API's tokens: configured ones, `LOGWARDEN_API_TOKEN`, or on loopback a generated one.

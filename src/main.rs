@@ -23,14 +23,19 @@ fn init_logging(level: &str) {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { common, listen, tail, format, read_from, stdin } => {
+        Command::Run { common, listen, tail, format, read_from, stdin, role } => {
             let mut cfg = cli::load(&common)?;
             if let Some(l) = listen {
                 cfg.api.listen = l;
             }
-            cli::apply_tail(&mut cfg, &tail, format, read_from);
             init_logging(&cfg.log_level);
-            daemon::run(cfg, stdin)?;
+            if role == cli::RoleArg::Query {
+                anyhow::ensure!(tail.is_empty() && !stdin, "a query node reads no logs: drop --tail and --stdin");
+                daemon::run_query_node(cfg)?;
+            } else {
+                cli::apply_tail(&mut cfg, &tail, format, read_from);
+                daemon::run(cfg, stdin)?;
+            }
         }
         Command::CheckConfig { common } => {
             let cfg = cli::load(&common)?;

@@ -82,17 +82,25 @@ pub async fn security_report(
         return Err(ApiError::BadRequest { code: "invalid_time", message: "`from` must be before `to`".into() });
     }
     (req.from_ms, req.to_ms) = (Some(from), Some(to));
-    let catalog = state.catalog.clone();
+    let (catalog, fleet) = (state.catalog.clone(), state.fleet.clone());
     let report = tokio::task::spawn_blocking(move || -> Result<Value, crate::index::search::SearchError> {
-        let severities = catalog.top_values("severity", &req, 10)?;
-        let count = |name: &str| {
-            severities.iter().find(|(v, _)| v.as_str() == Some(name)).map_or(0, |(_, c)| *c)
+        // Severity counts and the top lists, from the agents' ClickHouse or the local index.
+        let (severities, [clients, routes, rules, families]) = match fleet {
+            Some(f) => f.security(from, to, n)?,
+            None => {
+                let severities: Vec<(String, u64)> = catalog
+                    .top_values("severity", &req, 10)?
+                    .into_iter()
+                    .map(|(v, c)| (v.as_str().unwrap_or_default().to_string(), c))
+                    .collect();
+                let top = |field: &str| -> Result<Vec<Value>, crate::index::search::SearchError> {
+                    Ok(catalog.top_values(field, &req, n)?.into_iter().map(|(v, c)| json!({"value": v, "count": c})).collect())
+                };
+                (severities, [top("client_ip")?, top("route")?, top("anomalies")?, top("family")?])
+            }
         };
+        let count = |name: &str| severities.iter().find(|(v, _)| v == name).map_or(0, |(_, c)| *c);
         let (critical, high, moderate, low) = (count("CRITICAL"), count("HIGH"), count("MODERATE"), count("LOW"));
-        let top = |field: &str| -> Result<Vec<Value>, crate::index::search::SearchError> {
-            Ok(catalog.top_values(field, &req, n)?.into_iter().map(|(v, c)| json!({"value": v, "count": c})).collect())
-        };
-        let families = top("family")?;
         let status = if critical > 0 {
             "FAILED"
         } else if high + moderate > 0 {
@@ -127,9 +135,9 @@ pub async fn security_report(
             "status": status,
             "severity": {"critical": critical, "high": high, "moderate": moderate, "low": low},
             "events": critical + high + moderate + low,
-            "top_clients": top("client_ip")?,
-            "top_routes": top("route")?,
-            "top_rules": top("anomalies")?,
+            "top_clients": clients,
+            "top_routes": routes,
+            "top_rules": rules,
             "families": families,
             "recommendations": advice,
         }))

@@ -87,6 +87,7 @@ pub async fn export(
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params?;
+    super::not_in_query_mode(&state, "export")?;
     let csv = match p.format.as_deref().unwrap_or("ndjson") {
         "ndjson" | "json" => false,
         "csv" => true,

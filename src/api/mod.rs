@@ -50,6 +50,8 @@ pub struct AppState {
     /// Alert rules, states and history, when alerting is on.
     pub alerts: Option<Arc<crate::alert::deliver::AlertHandle>>,
     pub https: Arc<https::HttpsPolicy>,
+    /// Query mode: search, statistics and reports come from ClickHouse.
+    pub fleet: Option<Arc<crate::sink::fleet::Fleet>>,
     /// Health of the sinks (ClickHouse), for `/health/detailed` and `/metrics`.
     pub sinks: Vec<Arc<crate::sink::spool::SinkHealth>>,
     /// Searches slower than this are logged.
@@ -69,6 +71,7 @@ impl AppState {
             alerts: None,
             https: Arc::default(),
             sinks: Vec::new(),
+            fleet: None,
             slow_query_ms: 500.0,
             started: Instant::now(),
         }
@@ -206,11 +209,19 @@ pub struct ErrorDetail {
 /// Every error the API returns.
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { code: &'static str, message: String },
-    Unauthorized { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
+    Unauthorized {
+        code: &'static str,
+        message: String,
+    },
     Forbidden(String),
     NotFound(String),
     TooManyRequests(String),
+    /// The endpoint is not available in this mode (query mode serves a subset).
+    NotAvailable(String),
     Internal(String),
 }
 
@@ -222,6 +233,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", m),
+            ApiError::NotAvailable(m) => (StatusCode::NOT_IMPLEMENTED, "not_in_this_mode", m),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error, see the daemon's log".to_string())
@@ -253,7 +265,16 @@ impl From<SearchError> for ApiError {
         match e {
             SearchError::Query(m) => ApiError::BadRequest { code: "invalid_query", message: m },
             SearchError::Internal(e) => ApiError::Internal(e.to_string()),
+            SearchError::Backend(e) => ApiError::Internal(e),
         }
+    }
+}
+
+/// Endpoints that read the local index only.
+fn not_in_query_mode(state: &AppState, what: &str) -> Result<(), ApiError> {
+    match state.fleet {
+        Some(_) => Err(ApiError::NotAvailable(format!("{what} is served by the agents, not by a query node"))),
+        None => Ok(()),
     }
 }
 
@@ -472,11 +493,14 @@ async fn run_search(state: AppState, p: SearchParams) -> Result<Response, ApiErr
     let mut result = match cached {
         Some(r) => r,
         None => {
-            let catalog = state.catalog.clone();
+            let (catalog, fleet) = (state.catalog.clone(), state.fleet.clone());
             let query_len = req.query.len();
-            let r = tokio::task::spawn_blocking(move || catalog.search(&req))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            let r = tokio::task::spawn_blocking(move || match fleet {
+                Some(f) => f.search(&req),
+                None => catalog.search(&req),
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
             if let Ok(mut h) = state.requests.search.lock() {
                 h.record(r.took_ms / 1000.0);
             }
@@ -535,6 +559,7 @@ async fn context(
     params: Result<Query<ContextParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params?;
+    not_in_query_mode(&state, "context")?;
     let (before, after) = (p.before.unwrap_or(20), p.after.unwrap_or(20));
     if before > MAX_CONTEXT || after > MAX_CONTEXT {
         return Err(ApiError::BadRequest {
@@ -596,6 +621,7 @@ async fn top_values(
     params: Result<Query<TopParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params?;
+    not_in_query_mode(&state, "top values")?;
     let Some((_, index_field)) = TOP_FIELDS.iter().find(|(name, _)| *name == field) else {
         let names: Vec<&str> = TOP_FIELDS.iter().map(|(n, _)| *n).collect();
         return Err(ApiError::BadRequest {

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{ApiError, AppState, time_param};
 use crate::index::now_ms;
 use crate::index::search::{SearchRequest, Sort};
+use crate::sink::fleet::{FleetFilter, group_expr};
 use crate::stats::{self, Filter, Group, GroupBy, MinuteRange, Summary};
 
 /// The default range when neither `from` nor `window` is given.
@@ -41,6 +42,8 @@ pub struct StatsParams {
     interval: Option<String>,
     /// `/stats/slow`: the slowest requests listed per route.
     requests: Option<usize>,
+    /// Query mode: only this agent (host running logwarden).
+    agent: Option<String>,
 }
 
 fn bad(code: &'static str, message: String) -> ApiError {
@@ -71,6 +74,18 @@ fn range(p: &StatsParams) -> Result<(i64, i64), ApiError> {
 fn filter(p: &StatsParams) -> Filter {
     let some = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     Filter { route: some(&p.route), method: some(&p.method), status: some(&p.status), host: some(&p.host) }
+}
+
+/// Query mode's filter: the same parameters plus `agent`.
+fn fleet_filter(p: &StatsParams) -> FleetFilter {
+    let f = filter(p);
+    FleetFilter {
+        route: f.route,
+        method: f.method,
+        status: f.status,
+        host: f.host,
+        agent: p.agent.clone().filter(|a| !a.is_empty()),
+    }
 }
 
 fn group_by(p: &StatsParams) -> Result<GroupBy, ApiError> {
@@ -134,7 +149,21 @@ pub async fn stats(
 ) -> Result<Response, ApiError> {
     let Query(p) = params?;
     let (from, to) = range(&p)?;
-    let (filter, group_by) = (filter(&p), group_by(&p)?);
+    let fleet_group = p.group_by.clone().unwrap_or_default();
+    if let Some(fleet) = &state.fleet {
+        group_expr(&fleet_group).ok_or_else(|| {
+            bad(
+                "invalid_group_by",
+                format!(
+                    "`group_by` must be route, status, status_class, method, host, agent or none, got {fleet_group:?}"
+                ),
+            )
+        })?;
+        let _ = fleet;
+    } else if p.agent.as_deref().is_some_and(|a| !a.is_empty()) || fleet_group == "agent" {
+        return Err(bad("invalid_parameters", "`agent` works on a query node (run --role query)".into()));
+    }
+    let (filter, group_by) = (filter(&p), if state.fleet.is_some() { GroupBy::Route } else { group_by(&p)? });
     let sort_name = p.sort.clone().unwrap_or_default();
     let by = sort_key(&sort_name).ok_or_else(|| {
         bad(
@@ -149,8 +178,14 @@ pub async fn stats(
     if !(1..=10_000).contains(&limit) || !(1..=100).contains(&n) {
         return Err(bad("invalid_limit", "`limit` must be from 1 to 10000 and `n` from 1 to 100".into()));
     }
-    let (report, from, to, source) = match query(&p) {
-        None => {
+    let (report, from, to, source) = match (&state.fleet, query(&p)) {
+        (Some(fleet), q) => {
+            let r = MinuteRange::covering(from, to);
+            let (fleet, f, q) = (fleet.clone(), fleet_filter(&p), q.unwrap_or_default());
+            let report = blocking(move || fleet.report(r.from_ms, r.to_ms, &q, &f, &fleet_group)).await?;
+            (report, r.from_ms, r.to_ms, "clickhouse")
+        }
+        (None, None) => {
             // A day of thousands of routes takes tens of milliseconds: not on the async workers.
             let r = MinuteRange::covering(from, to);
             let stats = state.stats.clone();
@@ -159,7 +194,7 @@ pub async fn stats(
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             (report, r.from_ms, r.to_ms, "buckets")
         }
-        Some(q) => {
+        (None, Some(q)) => {
             let (catalog, stats) = (state.catalog.clone(), state.stats.clone());
             let req = SearchRequest { query: q, from_ms: Some(from), to_ms: Some(to), ..Default::default() };
             let seconds = (to - from) as f64 / 1000.0;
@@ -230,6 +265,12 @@ pub async fn timeseries(
         ));
     }
     let steps: Vec<i64> = (0..points).map(|i| from + i * interval).collect();
+    if let Some(fleet) = state.fleet.clone() {
+        let (f, q) = (fleet_filter(&p), query(&p).unwrap_or_default());
+        let series = blocking(move || fleet.timeseries(from, to, interval, &q, &f)).await?;
+        let out: Vec<serde_json::Value> = series.into_iter().map(|(t, s)| point(t, s)).collect();
+        return Ok(Json(json!({"from": from, "to": to, "interval_ms": interval, "points": out})).into_response());
+    }
     let out: Vec<serde_json::Value> = match query(&p) {
         None => steps
             .iter()
@@ -274,6 +315,7 @@ pub async fn slow(
     params: Result<Query<StatsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params?;
+    super::not_in_query_mode(&state, "the slowest requests")?;
     let (from, to) = range(&p)?;
     let (n, per_route) = (p.n.unwrap_or(10), p.requests.unwrap_or(5));
     if !(1..=100).contains(&n) || !(1..=100).contains(&per_route) {

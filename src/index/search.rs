@@ -154,6 +154,9 @@ pub enum SearchError {
     Query(String),
     #[error("search failed: {0}")]
     Internal(tantivy::TantivyError),
+    /// The query backend (ClickHouse, in query mode) failed.
+    #[error("query backend failed: {0}")]
+    Backend(String),
 }
 
 impl From<tantivy::TantivyError> for SearchError {

@@ -6,7 +6,9 @@
 //! every row carries the event id (file fingerprint and offset), and the table is a
 //! ReplacingMergeTree ordered by (ts, id), so a row sent twice collapses into one.
 
+pub mod fleet;
 pub mod spool;
+pub mod sql;
 
 use std::io::Write;
 use std::sync::Arc;

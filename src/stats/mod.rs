@@ -63,6 +63,19 @@ impl Thresholds {
     pub fn slow_us(&self, route: &str) -> u64 {
         self.slow_by_route.get(route).copied().unwrap_or(self.slow_us)
     }
+
+    pub fn default_slow_us(&self) -> u64 {
+        self.slow_us
+    }
+
+    /// Routes with their own slow threshold (µs).
+    pub fn slow_overrides(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.slow_by_route.iter().map(|(r, us)| (r.as_str(), *us))
+    }
+
+    pub fn apdex_us(&self) -> u64 {
+        self.apdex_us
+    }
 }
 
 impl Default for Thresholds {
@@ -171,7 +184,7 @@ impl Summary {
     }
 
     /// Sums `parts`, with the latency quantiles ([`QUANTILES`], in µs) already worked out.
-    fn with_quantiles(parts: &[&Series], seconds: f64, qs: Option<Vec<u64>>) -> Summary {
+    pub fn with_quantiles(parts: &[&Series], seconds: f64, qs: Option<Vec<u64>>) -> Summary {
         let mut s = Series::default();
         for p in parts {
             // Everything but the latency, which is merged once below.
