@@ -24,6 +24,9 @@ pub enum ReadErrors {
     /// The token's rate limit is spent (with `Retry-After`).
     #[response(status = 429)]
     TooManyRequests(ErrorBody),
+    /// A query node (run --role query) does not serve this endpoint.
+    #[response(status = 501)]
+    NotInThisMode(ErrorBody),
     /// The request took longer than `request_timeout`.
     #[response(status = 503)]
     Timeout,
