@@ -338,3 +338,73 @@ fn a_query_node_answers_for_two_agents() {
     drop(q);
     drop(agents);
 }
+
+/// With ClickHouse away and the spool at its limit, reading pauses (and says so) instead of
+/// dropping events; when ClickHouse returns, everything arrives.
+#[test]
+fn a_full_spool_pauses_reading_instead_of_dropping() {
+    if Command::new("clickhouse-server").arg("--help").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "clickhouse-server is missing and CI=true");
+        eprintln!("SKIP: clickhouse-server is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut ch = Server {
+        child: None,
+        http: free_addr(),
+        tcp: free_addr(),
+        interserver: free_addr(),
+        dir: tmp.path().join("ch"),
+    };
+    let (logs, glob) = logs_dir(tmp.path());
+    let log = logs.join("access.log");
+    append(&log, 0, 200_000);
+    let cfg = tmp.path().join("lw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[index]\ncommit_interval = \"200ms\"\n[clickhouse]\nenabled = true\nurl = \"http://{}\"\ndatabase = \"full\"\nspool_max_mb = 1\nbatch_size = 2000\nmax_batch_delay = \"100ms\"\n",
+            ch.http
+        ),
+    )
+    .expect("config");
+    let data = tmp.path().join("data");
+    let d = Daemon::start(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--tail",
+            &glob,
+            "--read-from",
+            "beginning",
+        ],
+        &tmp.path().join("d.log"),
+    );
+    // ClickHouse is not running: about 1 MiB of events fits in the spool, then reading waits.
+    let health: serde_json::Value = wait_for("reading to pause", Duration::from_secs(60), || {
+        let (_, body) = http_get(d.addr, "/health/detailed").ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (v["sinks"][0]["reading_paused"] == true).then_some(v)
+    });
+    assert!(health["sinks"][0]["pending_bytes"].as_u64().unwrap() >= 1 << 20);
+    // Reading has stopped: the count of records read stays put.
+    let read = |d: &Daemon| {
+        let (_, body) = http_get(d.addr, "/health/detailed").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["ingest"]["records_read"].as_u64().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let before = read(&d);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(read(&d), before, "reading went on");
+    assert!(before < 200_000, "{before}");
+    assert!(std::fs::read_to_string(&d.log).unwrap().contains("spool full"));
+    ch.start();
+    wait_for("all 200,000 events once ClickHouse is back", Duration::from_secs(240), || {
+        (ch.query("SELECT uniqExact(id) FROM full.events").ok()? == "200000").then_some(())
+    });
+    assert_eq!(d.wait_total("*", 200_000, Duration::from_secs(60)), 200_000);
+    d.stop();
+}

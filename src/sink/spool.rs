@@ -87,6 +87,7 @@ fn pending(dir: &Path, ack: Position) -> std::io::Result<u64> {
 /// The writing end, owned by the index thread.
 pub struct SpoolWriter {
     dir: PathBuf,
+    segment_bytes: u64,
     segment: u64,
     bytes: u64,
     out: BufWriter<File>,
@@ -109,7 +110,15 @@ impl SpoolWriter {
         }
         f.seek(SeekFrom::End(0))?;
         health.pending_bytes.store(pending(dir, read_ack(dir))?, Ordering::Relaxed);
-        Ok(SpoolWriter { dir: dir.to_path_buf(), segment, bytes: whole, out: BufWriter::new(f), max_pending, health })
+        Ok(SpoolWriter {
+            dir: dir.to_path_buf(),
+            segment_bytes: SEGMENT_BYTES,
+            segment,
+            bytes: whole,
+            out: BufWriter::new(f),
+            max_pending,
+            health,
+        })
     }
 
     /// Appends one event (a JSON line), waiting while the spool is over its limit.
@@ -124,7 +133,7 @@ impl SpoolWriter {
             }
             self.health.blocked.store(false, Ordering::Relaxed);
         }
-        if self.bytes >= SEGMENT_BYTES {
+        if self.bytes >= self.segment_bytes {
             self.sync()?;
             self.segment += 1;
             self.out = BufWriter::new(
@@ -173,8 +182,12 @@ impl SpoolReader {
             while lines.len() < max {
                 line.clear();
                 let read = f.read_line(&mut line)?;
-                if read == 0 || !line.ends_with('\n') {
-                    // The end, or a line still being written.
+                if read == 0 {
+                    // The end of this segment: go on with the next one, if any.
+                    break;
+                }
+                if !line.ends_with('\n') {
+                    // A line still being written.
                     return Ok((lines, end));
                 }
                 offset += read as u64;
@@ -205,6 +218,35 @@ impl SpoolReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader at the end of one segment goes on with the next, and finished segments go.
+    #[test]
+    fn reading_crosses_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let health = Arc::new(SinkHealth::default());
+        let stop = AtomicBool::new(false);
+        let mut w = SpoolWriter::open(dir.path(), 1 << 30, health.clone()).unwrap();
+        w.segment_bytes = 20;
+        for i in 0..10 {
+            w.append(&format!("{{\"n\":{i}}}"), &stop).unwrap();
+        }
+        w.sync().unwrap();
+        assert!(segments(dir.path()).unwrap().len() >= 3);
+        let mut r = SpoolReader::open(dir.path(), health).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let (lines, end) = r.peek(2).unwrap();
+            if lines.is_empty() {
+                break;
+            }
+            let bytes = lines.iter().map(|l| l.len() as u64 + 1).sum();
+            seen.extend(lines);
+            r.ack(end, bytes).unwrap();
+        }
+        assert_eq!(seen.len(), 10, "{seen:?}");
+        assert_eq!(seen[9], "{\"n\":9}");
+        assert!(segments(dir.path()).unwrap().len() <= 1, "acknowledged segments are removed");
+    }
 
     #[test]
     fn lines_flow_through_segments_and_a_torn_line_is_cut() {
