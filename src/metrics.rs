@@ -17,7 +17,12 @@ pub struct IngestCounters {
     pub flagged: AtomicU64,
     pub attacks: AtomicU64,
     pub commits: AtomicU64,
+    /// Time spent committing, in microseconds (with `commits`, the mean commit latency).
+    pub commit_us: AtomicU64,
     pub last_commit_ms: AtomicI64,
+    /// Events with anomalies, by severity and by rule, published at each commit.
+    pub anomalies_by_severity: Mutex<BTreeMap<String, u64>>,
+    pub anomalies_by_rule: Mutex<BTreeMap<String, u64>>,
     /// Set when the pipeline stopped on an error it cannot recover from (disk full, ...).
     pub failed: AtomicBool,
     /// Per source file, published by the pipeline at each commit (not per event).

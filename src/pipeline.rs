@@ -289,6 +289,9 @@ fn index_loop(
     let mut early: BTreeMap<u64, Vec<Ready>> = BTreeMap::new();
     let mut last_commit = Instant::now();
     let mut last_retention: Option<Instant> = None;
+    // Anomaly counts since the last commit, published with it: no lock per event.
+    let mut by_severity: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
     loop {
         let timeout = interval.saturating_sub(last_commit.elapsed());
         match ready.recv_timeout(timeout) {
@@ -301,6 +304,12 @@ fn index_loop(
                             Ready::Add(origin, ev) => {
                                 store.add(&origin, &ev)?;
                                 recorder.record(ev.event());
+                                if let Some(sev) = &ev.event().severity {
+                                    *by_severity.entry(sev.clone()).or_default() += 1;
+                                    for rule in &ev.event().anomalies {
+                                        *by_rule.entry(rule.clone()).or_default() += 1;
+                                    }
+                                }
                                 if let Some(s) = &mut spool {
                                     let json = serde_json::to_string(ev.event()).unwrap_or_default();
                                     s.append(&json, shutdown).map_err(spool_error)?;
@@ -322,6 +331,7 @@ fn index_loop(
             }
             commit(&mut store, counters)?;
             recorder.flush();
+            publish_anomalies(counters, &mut by_severity, &mut by_rule);
             last_commit = Instant::now();
             if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 recorder.drop_before(store.apply_retention()?);
@@ -334,13 +344,32 @@ fn index_loop(
     }
     store.close()?;
     recorder.flush();
+    publish_anomalies(counters, &mut by_severity, &mut by_rule);
     Ok(())
+}
+
+fn publish_anomalies(
+    counters: &IngestCounters,
+    by_severity: &mut BTreeMap<String, u64>,
+    by_rule: &mut BTreeMap<String, u64>,
+) {
+    for (local, shared) in [(by_severity, &counters.anomalies_by_severity), (by_rule, &counters.anomalies_by_rule)] {
+        if local.is_empty() {
+            continue;
+        }
+        if let Ok(mut m) = shared.lock() {
+            for (k, n) in std::mem::take(local) {
+                *m.entry(k).or_default() += n;
+            }
+        }
+    }
 }
 
 fn commit(store: &mut IndexStore, counters: &IngestCounters) -> Result<(), IndexError> {
     let started = Instant::now();
     if let Some(stats) = store.commit()? {
         IngestCounters::add(&counters.commits, 1);
+        IngestCounters::add(&counters.commit_us, started.elapsed().as_micros() as u64);
         counters.last_commit_ms.store(now_ms(), Ordering::Relaxed);
         tracing::debug!(
             docs = stats.docs,

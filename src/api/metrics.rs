@@ -117,6 +117,44 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Requests whose route was folded into `other` by stats.max_routes.",
         state.stats.folded_routes.load(Ordering::Relaxed),
     );
+    metric(
+        &mut out,
+        "logwarden_commit_duration_seconds_total",
+        "counter",
+        "Time spent in index commits (divide by logwarden_commits_total for the mean).",
+        IngestCounters::get(&c.commit_us) as f64 / 1e6,
+    );
+    for (name, help, label_name, map) in [
+        (
+            "logwarden_anomalies_total",
+            "Events with anomalies, by highest severity.",
+            "severity",
+            &c.anomalies_by_severity,
+        ),
+        ("logwarden_anomaly_rule_matches_total", "Events each anomaly rule matched.", "rule", &c.anomalies_by_rule),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        if let Ok(m) = map.lock() {
+            for (k, n) in m.iter() {
+                let _ = writeln!(out, "{name}{{{label_name}=\"{}\"}} {n}", label(k));
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP logwarden_alerts Alert instances by state.\n# TYPE logwarden_alerts gauge");
+    if let Some(alerts) = &state.alerts
+        && let Ok(s) = alerts.state.lock()
+    {
+        for st in [crate::alert::State::Pending, crate::alert::State::Firing] {
+            let n = s.instances.values().filter(|i| i.state == st).count();
+            let name = if st == crate::alert::State::Firing { "firing" } else { "pending" };
+            let _ = writeln!(out, "logwarden_alerts{{state=\"{name}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP logwarden_alert_outbox Notifications waiting for a receiver.\n# TYPE logwarden_alert_outbox gauge\nlogwarden_alert_outbox {}",
+            s.outbox.len()
+        );
+    }
     let parts = state.catalog.stats();
     metric(&mut out, "logwarden_index_partitions", "gauge", "Day partitions in the index.", parts.len());
     metric(
