@@ -9,6 +9,7 @@
 
 mod alerts;
 pub mod auth;
+mod dashboard;
 mod export;
 pub mod https;
 mod metrics;
@@ -177,6 +178,11 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     let mut app = Router::new()
         .route("/health", get(health))
+        .route("/", get(dashboard::index))
+        .route("/assets/app.js", get(dashboard::app_js))
+        .route("/assets/app.css", get(dashboard::app_css))
+        .route("/assets/vendor/uplot/uPlot.iife.min.js", get(dashboard::uplot_js))
+        .route("/assets/vendor/uplot/uPlot.min.css", get(dashboard::uplot_css))
         .merge(read)
         .merge(admin)
         .fallback(not_found)

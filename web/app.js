@@ -1,0 +1,283 @@
+// logwarden's dashboard: plain JavaScript, no build step, nothing fetched from outside.
+// Everything it shows comes from the API with the token kept in sessionStorage; values are
+// written with textContent, never as HTML, so log text cannot run in the page.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: sessionStorage.getItem("logwarden-token"), page: "overview", sort: "count", chart: null, timer: null };
+
+// Problems the page meets (script errors, CSP violations) are listed in #diagnostics, so a
+// headless browser test can read them from the DOM.
+function diagnose(kind, text) {
+  const li = document.createElement("li");
+  li.dataset.kind = kind;
+  li.textContent = `${kind}: ${text}`;
+  $("diagnostics").appendChild(li);
+}
+window.addEventListener("error", (e) => diagnose("error", e.message));
+window.addEventListener("unhandledrejection", (e) => diagnose("rejection", String(e.reason)));
+document.addEventListener("securitypolicyviolation", (e) => diagnose("csp", `${e.violatedDirective} ${e.blockedURI}`));
+
+function fragment() {
+  return new URLSearchParams(location.hash.slice(1));
+}
+
+async function api(path, params) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
+  }
+  const resp = await fetch(url, { headers: { Authorization: `Bearer ${state.token}` } });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const err = new Error(body.error ? body.error.message : `HTTP ${resp.status}`);
+    err.status = resp.status;
+    throw err;
+  }
+  return body;
+}
+
+function range() {
+  const w = $("window").value;
+  if (w === "custom") return { from: $("from").value, to: $("to").value || "now" };
+  return { from: `now-${w}`, to: "now" };
+}
+
+const ms = (v) => (v === null || v === undefined ? "-" : v.toFixed(1));
+const pct = (v) => `${(v * 100).toFixed(2)} %`;
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+  return td;
+}
+
+// Shows redacted values as such: the text is split on [REDACTED...] and those parts marked.
+function redactedText(td, text) {
+  td.textContent = "";
+  for (const part of String(text).split(/(\[REDACTED(?::[0-9a-f]+)?\])/)) {
+    if (!part) continue;
+    if (part.startsWith("[REDACTED")) {
+      const s = document.createElement("span");
+      s.className = "redacted";
+      s.textContent = part;
+      td.appendChild(s);
+    } else {
+      td.appendChild(document.createTextNode(part));
+    }
+  }
+}
+
+async function loadOverview() {
+  const r = range();
+  const route = $("route").value;
+  const stats = await api("/api/v1/stats", { ...r, route, sort: state.sort === "key" ? "count" : state.sort, limit: 200 });
+  const t = stats.total;
+  $("total-count").textContent = t.count;
+  $("total-rps").textContent = t.rps.toFixed(2);
+  $("total-errors").textContent = pct(t.error_rate);
+  $("total-latency").textContent = `${ms(t.p50_ms)} / ${ms(t.p95_ms)} / ${ms(t.p99_ms)}`;
+  const groups = state.sort === "key" ? [...stats.groups].sort((a, b) => a.key.localeCompare(b.key)) : stats.groups;
+  const body = $("routes").tBodies[0];
+  body.textContent = "";
+  for (const g of groups) {
+    const tr = document.createElement("tr");
+    tr.dataset.route = g.key;
+    cell(tr, g.key);
+    cell(tr, g.count, "num");
+    cell(tr, g.rps.toFixed(3), "num");
+    cell(tr, ms(g.p50_ms), "num");
+    cell(tr, ms(g.p95_ms), "num");
+    cell(tr, ms(g.p99_ms), "num");
+    cell(tr, ms(g.max_ms), "num");
+    cell(tr, pct(g.error_rate), "num");
+    cell(tr, g.slow_count, "num");
+    cell(tr, g.apdex === null ? "-" : g.apdex.toFixed(2), "num");
+    tr.addEventListener("click", () => { $("route").value = g.key; loadOverview(); });
+    body.appendChild(tr);
+  }
+  await drawChart(stats.from, stats.to, route);
+}
+
+async function drawChart(from, to, route) {
+  const span = to - from;
+  // At most about 300 points: whole minutes per point.
+  const minutes = Math.max(1, Math.ceil(span / 60000 / 300));
+  const ts = await api("/api/v1/stats/timeseries", { from: Math.floor(from / 1000), to: Math.ceil(to / 1000), interval: `${minutes}m`, route });
+  const xs = [], p50 = [], p95 = [], p99 = [];
+  for (const p of ts.points) {
+    xs.push(p.t / 1000);
+    p50.push(p.p50_ms);
+    p95.push(p.p95_ms);
+    p99.push(p.p99_ms);
+  }
+  const el = $("chart");
+  el.dataset.points = xs.length;
+  el.dataset.maxP99 = Math.max(0, ...p99.filter((v) => v !== null));
+  const data = [xs, p50, p95, p99];
+  if (state.chart) {
+    state.chart.setData(data);
+    return;
+  }
+  state.chart = new uPlot({
+    width: Math.max(400, el.clientWidth || 900),
+    height: 260,
+    series: [
+      {},
+      { label: "p50 ms", stroke: "#12b76a", spanGaps: false },
+      { label: "p95 ms", stroke: "#f79009", spanGaps: false },
+      { label: "p99 ms", stroke: "#d92d20", spanGaps: false },
+    ],
+    axes: [{}, { label: "ms" }],
+    hooks: {
+      // Selecting a range on the chart searches the requests behind it.
+      setSelect: [(u) => {
+        if (u.select.width < 2) return;
+        const a = Math.floor(u.posToVal(u.select.left, "x"));
+        const b = Math.ceil(u.posToVal(u.select.left + u.select.width, "x"));
+        $("window").value = "custom";
+        $("from").value = String(a);
+        $("to").value = String(b);
+        $("q").value = route ? `route:"${route}"` : "*";
+        show("search");
+        runSearch();
+      }],
+    },
+  }, data, el);
+}
+
+async function runSearch() {
+  const r = range();
+  const res = await api("/api/v1/search", { q: $("q").value || "*", ...r, limit: 100 });
+  $("search-summary").textContent = `${res.hits.length} of ${res.total} matching events`;
+  const body = $("hits").tBodies[0];
+  body.textContent = "";
+  $("context").hidden = true;
+  for (const h of res.hits) {
+    const tr = document.createElement("tr");
+    tr.className = "hit";
+    tr.dataset.id = h.id;
+    cell(tr, new Date(h.timestamp_ms).toISOString());
+    cell(tr, h.status ?? "-", "num");
+    cell(tr, h.method ?? "-");
+    redactedText(cell(tr, ""), (h.path ?? h.raw ?? "") + (h.query ? `?${h.query}` : ""));
+    cell(tr, h.duration_ms === undefined ? "-" : h.duration_ms.toFixed(1), "num");
+    cell(tr, h.client_ip ?? "-");
+    cell(tr, (h.anomalies || []).join(" "));
+    tr.addEventListener("click", () => { state.pending = openContext(h.id); });
+    body.appendChild(tr);
+  }
+  return res;
+}
+
+async function openContext(id) {
+  const ctx = await api(`/api/v1/events/${encodeURIComponent(id)}/context`, { before: 5, after: 5 });
+  const list = $("context-lines");
+  list.textContent = "";
+  const add = (ev, focus) => {
+    const li = document.createElement("li");
+    if (focus) li.className = "focus";
+    li.dataset.id = ev.id;
+    redactedText(li, ev.raw);
+    list.appendChild(li);
+  };
+  ctx.before.forEach((e) => add(e, false));
+  add(ctx.event, true);
+  ctx.after.forEach((e) => add(e, false));
+  $("context").hidden = false;
+  $("context").dataset.event = id;
+}
+
+function show(page) {
+  state.page = page;
+  for (const p of document.querySelectorAll(".page")) p.hidden = p.id !== page;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
+}
+
+async function refresh() {
+  try {
+    $("status").textContent = "";
+    if (state.page === "overview") await loadOverview();
+    else if ($("q").value) await runSearch();
+  } catch (e) {
+    if (e.status === 401) return logout("The token was refused.");
+    $("status").textContent = e.message;
+  }
+}
+
+function logout(message) {
+  sessionStorage.removeItem("logwarden-token");
+  state.token = null;
+  $("app").hidden = true;
+  $("nav").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+}
+
+async function login(token) {
+  state.token = token;
+  try {
+    await api("/api/v1/stats", { window: "1h", group_by: "none" });
+  } catch (e) {
+    logout(e.status === 401 ? "This token was refused." : e.message);
+    return false;
+  }
+  sessionStorage.setItem("logwarden-token", token);
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("nav").hidden = false;
+  return true;
+}
+
+async function start() {
+  const f = fragment();
+  // A link may carry the token once (it is moved to session storage and out of the URL),
+  // the page, the range and a search to run.
+  if (f.get("token")) {
+    state.token = f.get("token");
+    f.delete("token");
+    history.replaceState(null, "", `#${f}`);
+  }
+  if (f.get("from")) {
+    $("window").value = "custom";
+    $("from").value = f.get("from");
+    $("to").value = f.get("to") || "now";
+  }
+  if (f.get("q")) $("q").value = f.get("q");
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (await login($("token").value)) refresh();
+  });
+  $("logout").addEventListener("click", () => logout());
+  $("range").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    th.addEventListener("click", () => { state.sort = th.dataset.sort; loadOverview(); });
+  }
+  for (const a of document.querySelectorAll("nav a")) {
+    a.addEventListener("click", (e) => { e.preventDefault(); show(a.dataset.page); refresh(); });
+  }
+  $("auto").addEventListener("change", () => {
+    clearInterval(state.timer);
+    if ($("auto").checked) state.timer = setInterval(refresh, 10000);
+  });
+  show(f.get("page") || "overview");
+  if (!state.token || !(await login(state.token))) {
+    document.body.dataset.ready = "login";
+    return;
+  }
+  await refresh();
+  // `open=first` opens the context of the first hit, as a click would.
+  if (state.page === "search" && f.get("open") === "first") {
+    const first = document.querySelector("#hits tbody tr");
+    if (first) {
+      first.click();
+      await state.pending;
+    }
+  }
+  document.body.dataset.ready = "yes";
+}
+
+start().catch((e) => diagnose("start", e.message));
