@@ -514,6 +514,7 @@ fn openapi_document_covers_every_endpoint() {
             "GET /api/v1/stats",
             "GET /api/v1/stats/slow",
             "GET /api/v1/stats/timeseries",
+            "GET /api/v1/tail",
             "GET /health",
             "GET /health/detailed",
             "GET /metrics",

@@ -92,9 +92,23 @@ fn dashboard_pages_in_headless_chromium() {
             (i * 37) % 1000
         ));
     }
+    // Twelve injection attempts from one client, an hour ago.
+    for k in 0..12i64 {
+        let t = now - 3600 + k;
+        let (y, m, d) = logwarden::parse::timestamp::civil_from_days(t.div_euclid(86400));
+        let month =
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
+        let secs = t.rem_euclid(86400);
+        text.push_str(&format!(
+            "203.0.113.77 - - [{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000] \"GET /search?q=1%27%20UNION%20SELECT%20password%20FROM%20users-- HTTP/1.1\" 200 10 \"-\" \"sqlmap/1.7\" 0.004\n",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ));
+    }
     std::fs::write(logs.join("access.log"), text).expect("write");
     let d = Daemon::tailing(tmp.path(), &glob);
-    assert_eq!(d.wait_total("*", 2000, Duration::from_secs(30)), 2000);
+    assert_eq!(d.wait_total("*", 2012, Duration::from_secs(30)), 2012);
     std::thread::sleep(Duration::from_millis(500)); // the statistics publish with the commit
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&shots).expect("screenshots dir");
@@ -143,6 +157,42 @@ fn dashboard_pages_in_headless_chromium() {
     assert!(dom.contains("<span class=\"redacted\">[REDACTED]</span>"));
     assert!(!dom.contains("hunter2secret") && !dom.contains("4111111111111111"));
     load(browser, &profile("search-shot"), &url, Some(&shots.join("search.png")));
+
+    // Anomalies: the verdict, counts and top client are the security report's.
+    let url = format!("{base}#token={TOKEN}&page=anomalies&from={from}&to={to}");
+    let dom = load(browser, &profile("anomalies"), &url, None);
+    assert_eq!(attr(&dom, "data-ready"), Some("yes"), "{dom}");
+    assert!(diagnostics(&dom).is_empty(), "{:?}", diagnostics(&dom));
+    let report = api(&format!("/api/v1/security-report?from={from}&to={to}"));
+    assert_eq!(text_of(&dom, "verdict"), report["status"].as_str().unwrap());
+    assert_eq!(text_of(&dom, "sev-critical"), report["severity"]["critical"].to_string());
+    assert!(dom.contains("<td>203.0.113.77</td><td class=\"num\">12</td>"), "top client");
+    let anomalous =
+        api(&format!("/api/v1/search?q={}&from={from}&to={to}&limit=1", common::encode("anomaly_score:>0")))["total"]
+            .clone();
+    let chart = &dom[dom.find("id=\"anomaly-chart\"").expect("chart")..];
+    assert_eq!(attr(chart, "data-total"), Some(anomalous.to_string().as_str()));
+    load(browser, &profile("anomalies-shot"), &url, Some(&shots.join("anomalies.png")));
+
+    // Alerts: the rules in force (the built-in set) and the current alerts.
+    let url = format!("{base}#token={TOKEN}&page=alerts");
+    let dom = load(browser, &profile("alerts"), &url, None);
+    assert_eq!(attr(&dom, "data-ready"), Some("yes"), "{dom}");
+    assert!(diagnostics(&dom).is_empty(), "{:?}", diagnostics(&dom));
+    for name in ["AttackBurstFromClient", "HighErrorRate", "SlowP99", "LogStopped"] {
+        assert!(dom.contains(&format!("<td>{name}</td>")), "rule {name}");
+    }
+    load(browser, &profile("alerts-shot"), &url, Some(&shots.join("alerts.png")));
+
+    // Live: the stream delivers every matching event since the start, once.
+    let url = format!("{base}#token={TOKEN}&page=live&q=status:500&since={from}&max_seconds=3");
+    let dom = load(browser, &profile("live"), &url, None);
+    assert!(diagnostics(&dom).is_empty(), "{:?}", diagnostics(&dom));
+    let failures = api(&format!("/api/v1/search?q=status:500&from={from}&limit=1"))["total"].as_u64().unwrap();
+    let counter = &dom[dom.find("id=\"live-count\"").expect("counter")..];
+    assert_eq!(attr(counter, "data-count"), Some(failures.to_string().as_str()));
+    assert_eq!(dom.matches("<tr data-id=").count() as u64, failures.min(200));
+    load(browser, &profile("live-shot"), &url, Some(&shots.join("live.png")));
 
     // A wrong token is refused and the login form stays.
     let dom = load(browser, &profile("wrong"), &format!("{base}#token=not-the-token"), None);

@@ -190,8 +190,145 @@ async function openContext(id) {
   $("context").dataset.event = id;
 }
 
+async function loadAnomalies() {
+  const r = range();
+  const rep = await api("/api/v1/security-report", { ...r, n: 10 });
+  $("verdict").textContent = rep.status;
+  for (const s of ["critical", "high", "moderate", "low"]) $(`sev-${s}`).textContent = rep.severity[s];
+  const fill = (id, rows) => {
+    const body = $(id).tBodies[0];
+    body.textContent = "";
+    for (const x of rows) {
+      const tr = document.createElement("tr");
+      cell(tr, x.value);
+      cell(tr, x.count, "num");
+      body.appendChild(tr);
+    }
+  };
+  fill("top-clients", rep.top_clients);
+  fill("top-rules", rep.top_rules);
+  fill("top-families", rep.families);
+  const advice = $("advice");
+  advice.textContent = "";
+  for (const a of rep.recommendations) {
+    const li = document.createElement("li");
+    li.textContent = a;
+    advice.appendChild(li);
+  }
+  const span = rep.to - rep.from;
+  const minutes = Math.max(1, Math.ceil(span / 60000 / 300));
+  const ts = await api("/api/v1/stats/timeseries", { from: Math.floor(rep.from / 1000), to: Math.ceil(rep.to / 1000), interval: `${minutes}m`, q: "anomaly_score:>0" });
+  const data = [ts.points.map((p) => p.t / 1000), ts.points.map((p) => p.count)];
+  const el = $("anomaly-chart");
+  el.dataset.points = data[0].length;
+  el.dataset.total = data[1].reduce((a, b) => a + b, 0);
+  if (state.anomalyChart) state.anomalyChart.setData(data);
+  else state.anomalyChart = new uPlot({ width: Math.max(400, el.clientWidth || 900), height: 200, series: [{}, { label: "requests", stroke: "#d92d20" }] }, data, el);
+  const events = await api("/api/v1/search", { q: "anomaly_score:>0", ...r, limit: 50 });
+  const body = $("anomaly-events").tBodies[0];
+  body.textContent = "";
+  for (const h of events.hits) {
+    const tr = document.createElement("tr");
+    tr.className = "hit";
+    cell(tr, new Date(h.timestamp_ms).toISOString());
+    cell(tr, h.severity ?? "-");
+    cell(tr, h.client_ip ?? "-");
+    redactedText(cell(tr, ""), (h.path ?? "") + (h.query ? `?${h.query}` : ""));
+    cell(tr, (h.anomalies || []).join(" "));
+    tr.addEventListener("click", () => { $("q").value = `id:"${h.id}"`; show("search"); state.pending = openContext(h.id); });
+    body.appendChild(tr);
+  }
+}
+
+async function loadAlerts() {
+  const a = await api("/api/v1/alerts");
+  const labels = (l) => Object.entries(l).filter(([k]) => k !== "alertname").map(([k, v]) => `${k}=${v}`).join(" ");
+  const list = $("alert-list").tBodies[0];
+  list.textContent = "";
+  for (const i of a.alerts) {
+    const tr = document.createElement("tr");
+    cell(tr, i.state, i.state);
+    cell(tr, i.rule);
+    cell(tr, labels(i.labels));
+    cell(tr, i.value, "num");
+    cell(tr, new Date(i.active_since_ms).toISOString());
+    cell(tr, i.annotations.summary ?? "");
+    list.appendChild(tr);
+  }
+  const hist = $("alert-history").tBodies[0];
+  hist.textContent = "";
+  for (const h of a.history.slice(0, 50)) {
+    const tr = document.createElement("tr");
+    cell(tr, new Date(h.at_ms).toISOString());
+    cell(tr, h.status);
+    cell(tr, h.rule);
+    cell(tr, labels(h.labels));
+    hist.appendChild(tr);
+  }
+  const rules = $("alert-rules").tBodies[0];
+  rules.textContent = "";
+  for (const r of a.rules) {
+    const tr = document.createElement("tr");
+    cell(tr, r.name);
+    cell(tr, r.kind);
+    cell(tr, r.window);
+    cell(tr, r.threshold, "num");
+    cell(tr, r.for_ ?? r.for ?? "");
+    rules.appendChild(tr);
+  }
+}
+
+// The live view reads the tail stream with fetch (EventSource cannot send the token).
+async function startLive() {
+  stopLive();
+  const controller = new AbortController();
+  state.live = controller;
+  const url = new URL("/api/v1/tail", location.origin);
+  url.searchParams.set("q", $("q").value || "*");
+  url.searchParams.set("since", fragment().get("since") || "now-1m");
+  url.searchParams.set("max_seconds", fragment().get("max_seconds") || "3600");
+  const resp = await fetch(url, { headers: { Authorization: `Bearer ${state.token}` }, signal: controller.signal });
+  if (!resp.ok) throw new Error(`live tail: HTTP ${resp.status}`);
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const body = $("live-events").tBodies[0];
+  for (;;) {
+    const { value, done } = await reader.read().catch(() => ({ done: true }));
+    if (done) return;
+    buffered += decoder.decode(value, { stream: true });
+    let at;
+    while ((at = buffered.indexOf("\n\n")) >= 0) {
+      const message = buffered.slice(0, at);
+      buffered = buffered.slice(at + 2);
+      const data = message.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+      if (!data) continue;
+      const h = JSON.parse(data);
+      const tr = document.createElement("tr");
+      tr.dataset.id = h.id;
+      cell(tr, new Date(h.timestamp_ms).toISOString());
+      cell(tr, h.status ?? "-", "num");
+      cell(tr, h.method ?? "-");
+      redactedText(cell(tr, ""), (h.path ?? h.raw ?? "") + (h.query ? `?${h.query}` : ""));
+      cell(tr, h.duration_ms === undefined ? "-" : h.duration_ms.toFixed(1), "num");
+      cell(tr, h.client_ip ?? "-");
+      body.prepend(tr);
+      while (body.rows.length > 200) body.deleteRow(body.rows.length - 1);
+      const n = Number($("live-count").dataset.count) + 1;
+      $("live-count").dataset.count = n;
+      $("live-count").textContent = n;
+    }
+  }
+}
+
+function stopLive() {
+  if (state.live) state.live.abort();
+  state.live = null;
+}
+
 function show(page) {
   state.page = page;
+  if (page !== "live") stopLive();
   for (const p of document.querySelectorAll(".page")) p.hidden = p.id !== page;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
 }
@@ -200,6 +337,9 @@ async function refresh() {
   try {
     $("status").textContent = "";
     if (state.page === "overview") await loadOverview();
+    else if (state.page === "anomalies") await loadAnomalies();
+    else if (state.page === "alerts") await loadAlerts();
+    else if (state.page === "live") startLive().catch((e) => { if (e.name !== "AbortError") $("status").textContent = e.message; });
     else if ($("q").value) await runSearch();
   } catch (e) {
     if (e.status === 401) return logout("The token was refused.");

@@ -15,6 +15,7 @@ pub mod https;
 mod metrics;
 mod openapi;
 mod stats;
+mod tail;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -169,6 +170,7 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .route("/api/v1/stats/timeseries", get(stats::timeseries))
         .route("/api/v1/stats/slow", get(stats::slow))
         .route("/api/v1/alerts", get(alerts::alerts))
+        .route("/api/v1/tail", get(tail::tail))
         .route("/api/v1/security-report", get(alerts::security_report))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::metrics))

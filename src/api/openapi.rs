@@ -61,6 +61,7 @@ impl Modify for BearerAuth {
         super::stats::timeseries,
         super::stats::slow,
         super::alerts::alerts,
+        super::tail::tail,
         super::alerts::security_report,
         super::metrics::metrics,
         super::metrics::health_detailed,
