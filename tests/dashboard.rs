@@ -141,6 +141,14 @@ fn dashboard_pages_in_headless_chromium() {
     let drawn: f64 = attr(&dom, "data-max-p99").expect("max p99 drawn").parse().unwrap();
     assert!((drawn - max_p99).abs() < 1e-9, "chart {drawn} vs API {max_p99}");
     assert!(dom.contains("class=\"uplot"), "the chart was drawn");
+    // The slowest requests: the top route by p99 and its slowest request's duration.
+    let slow = api(&format!("/api/v1/stats/slow?from={from}&to={to}&n=5&requests=3"));
+    let slowest = &dom[dom.find("id=\"slowest\"").expect("slowest table")..];
+    let slowest = slowest.split("</table>").next().unwrap();
+    let top = &slow["routes"][0];
+    assert!(slowest.contains(&format!("<td>{}</td>", top["route"].as_str().unwrap())), "{slowest}");
+    let rows: usize = slow["routes"].as_array().unwrap().iter().map(|r| r["requests"].as_array().unwrap().len()).sum();
+    assert_eq!(slowest.matches("<tr class=\"hit\"").count(), rows);
     load(browser, &profile("overview-shot"), &url, Some(&shots.join("overview.png")));
 
     // Search: the failures are found, a click opens the context, secrets show redacted.
@@ -222,5 +230,43 @@ fn dashboard_assets_are_public_and_static() {
     }
     let r = common::request(d.addr, "GET", "/", None, &[], b"").unwrap();
     assert!(!r.body.contains("<script>") && !r.body.contains("style="), "no inline script or style");
+    d.stop();
+}
+
+/// With 2,000 routes the overview stays bounded: it asks for the top 200 rows and says how
+/// many there are, instead of transferring every route.
+#[test]
+fn the_overview_stays_bounded_with_two_thousand_routes() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (logs, glob) = logs_dir(tmp.path());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut text = String::new();
+    for i in 0..4000i64 {
+        let t = now - 1800 + i / 4;
+        let (y, m, d) = logwarden::parse::timestamp::civil_from_days(t.div_euclid(86400));
+        let month =
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
+        let secs = t.rem_euclid(86400);
+        text.push_str(&format!(
+            "10.0.0.1 - - [{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000] \"GET /r{}/items HTTP/1.1\" 200 10 \"-\" \"t\" 0.0{:02}\n",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            i % 2000,
+            i % 100
+        ));
+    }
+    std::fs::write(logs.join("access.log"), text).expect("write");
+    let d = Daemon::tailing(tmp.path(), &glob);
+    assert_eq!(d.wait_total("*", 4000, Duration::from_secs(30)), 4000);
+    std::thread::sleep(Duration::from_millis(500));
+    let url = format!("http://{}/#token={TOKEN}&from={}&to={}", d.addr, now - 3600, now + 60);
+    let dom = load(browser, &tmp.path().join("profile"), &url, None);
+    assert_eq!(attr(&dom, "data-ready"), Some("yes"), "{dom}");
+    assert!(diagnostics(&dom).is_empty(), "{:?}", diagnostics(&dom));
+    assert_eq!(dom.matches("data-route=").count(), 200);
+    assert_eq!(text_of(&dom, "routes-shown"), "(200 of 2000)");
+    assert_eq!(text_of(&dom, "total-count"), "4000");
     d.stop();
 }

@@ -14,7 +14,8 @@ function diagnose(kind, text) {
   li.textContent = `${kind}: ${text}`;
   $("diagnostics").appendChild(li);
 }
-window.addEventListener("error", (e) => diagnose("error", e.message));
+// Capturing, so a script or style sheet that fails to load is caught too.
+window.addEventListener("error", (e) => diagnose("error", e.message || `failed to load ${e.target && (e.target.src || e.target.href)}`), true);
 window.addEventListener("unhandledrejection", (e) => diagnose("rejection", String(e.reason)));
 document.addEventListener("securitypolicyviolation", (e) => diagnose("csp", `${e.violatedDirective} ${e.blockedURI}`));
 
@@ -98,7 +99,27 @@ async function loadOverview() {
     tr.addEventListener("click", () => { $("route").value = g.key; loadOverview(); });
     body.appendChild(tr);
   }
+  $("routes-shown").textContent = stats.groups_total > groups.length ? `(${groups.length} of ${stats.groups_total})` : "";
+  $("routes-shown").dataset.total = stats.groups_total;
   await drawChart(stats.from, stats.to, route);
+  // The slowest routes by p99 and their slowest requests, linked to their context.
+  const slow = await api("/api/v1/stats/slow", { from: Math.floor(stats.from / 1000), to: Math.ceil(stats.to / 1000), n: 5, requests: 3 });
+  const sbody = $("slowest").tBodies[0];
+  sbody.textContent = "";
+  for (const r of slow.routes) {
+    for (const q of r.requests) {
+      const tr = document.createElement("tr");
+      tr.className = "hit";
+      cell(tr, r.route);
+      cell(tr, ms(r.stats.p99_ms), "num");
+      cell(tr, new Date(q.timestamp_ms).toISOString());
+      redactedText(cell(tr, ""), q.path ?? "-");
+      cell(tr, ms(q.duration_ms), "num");
+      cell(tr, q.status ?? "-", "num");
+      tr.addEventListener("click", () => { show("search"); state.pending = openContext(q.id); });
+      sbody.appendChild(tr);
+    }
+  }
 }
 
 async function drawChart(from, to, route) {
@@ -217,13 +238,21 @@ async function loadAnomalies() {
   }
   const span = rep.to - rep.from;
   const minutes = Math.max(1, Math.ceil(span / 60000 / 300));
-  const ts = await api("/api/v1/stats/timeseries", { from: Math.floor(rep.from / 1000), to: Math.ceil(rep.to / 1000), interval: `${minutes}m`, q: "anomaly_score:>0" });
-  const data = [ts.points.map((p) => p.t / 1000), ts.points.map((p) => p.count)];
+  // One series per severity.
+  const severities = ["CRITICAL", "HIGH", "MODERATE", "LOW"];
+  const colours = ["#912018", "#d92d20", "#f79009", "#667085"];
+  const params = { from: Math.floor(rep.from / 1000), to: Math.ceil(rep.to / 1000), interval: `${minutes}m` };
+  const per = await Promise.all(severities.map((s) => api("/api/v1/stats/timeseries", { ...params, q: `severity:${s}` })));
+  const data = [per[0].points.map((p) => p.t / 1000), ...per.map((ts) => ts.points.map((p) => p.count))];
   const el = $("anomaly-chart");
   el.dataset.points = data[0].length;
-  el.dataset.total = data[1].reduce((a, b) => a + b, 0);
+  el.dataset.total = data.slice(1).flat().reduce((a, b) => a + b, 0);
   if (state.anomalyChart) state.anomalyChart.setData(data);
-  else state.anomalyChart = new uPlot({ width: Math.max(400, el.clientWidth || 900), height: 200, series: [{}, { label: "requests", stroke: "#d92d20" }] }, data, el);
+  else state.anomalyChart = new uPlot({
+    width: Math.max(400, el.clientWidth || 900),
+    height: 200,
+    series: [{}, ...severities.map((s, i) => ({ label: s.toLowerCase(), stroke: colours[i] }))],
+  }, data, el);
   const events = await api("/api/v1/search", { q: "anomaly_score:>0", ...r, limit: 50 });
   const body = $("anomaly-events").tBodies[0];
   body.textContent = "";
