@@ -181,6 +181,13 @@ fn dashboard_pages_in_headless_chromium() {
     let chart = &dom[dom.find("id=\"anomaly-chart\"").expect("chart")..];
     assert_eq!(attr(chart, "data-total"), Some(anomalous.to_string().as_str()));
     load(browser, &profile("anomalies-shot"), &url, Some(&shots.join("anomalies.png")));
+    // The same chart by family: each attack is both sqli and scanner.
+    let dom = load(browser, &profile("anomalies-family"), &format!("{url}&by=family"), None);
+    assert!(diagnostics(&dom).is_empty(), "{:?}", diagnostics(&dom));
+    let chart = &dom[dom.find("id=\"anomaly-chart\"").expect("chart")..];
+    let series = attr(chart, "data-series").expect("series");
+    assert!(series.contains("sqli") && series.contains("scanner"), "{series}");
+    assert_eq!(attr(chart, "data-total"), Some("24"));
 
     // Alerts: the rules in force (the built-in set) and the current alerts.
     let url = format!("{base}#token={TOKEN}&page=alerts");

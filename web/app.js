@@ -17,6 +17,8 @@ function diagnose(kind, text) {
 // Capturing, so a script or style sheet that fails to load is caught too.
 window.addEventListener("error", (e) => diagnose("error", e.message || `failed to load ${e.target && (e.target.src || e.target.href)}`), true);
 window.addEventListener("unhandledrejection", (e) => diagnose("rejection", String(e.reason)));
+const consoleError = console.error.bind(console);
+console.error = (...args) => { diagnose("console", args.join(" ")); consoleError(...args); };
 document.addEventListener("securitypolicyviolation", (e) => diagnose("csp", `${e.violatedDirective} ${e.blockedURI}`));
 
 function fragment() {
@@ -238,20 +240,27 @@ async function loadAnomalies() {
   }
   const span = rep.to - rep.from;
   const minutes = Math.max(1, Math.ceil(span / 60000 / 300));
-  // One series per severity.
-  const severities = ["CRITICAL", "HIGH", "MODERATE", "LOW"];
-  const colours = ["#912018", "#d92d20", "#f79009", "#667085"];
+  // One series per severity, or per top family or rule (at most five).
+  const dim = $("anomaly-dim").value;
+  const values = dim === "severity"
+    ? ["CRITICAL", "HIGH", "MODERATE", "LOW"]
+    : (dim === "family" ? rep.families : rep.top_rules).slice(0, 5).map((x) => x.value);
+  const field = { severity: "severity", family: "family", rule: "anomalies" }[dim];
+  const colours = ["#912018", "#d92d20", "#f79009", "#667085", "#1849a9"];
   const params = { from: Math.floor(rep.from / 1000), to: Math.ceil(rep.to / 1000), interval: `${minutes}m` };
-  const per = await Promise.all(severities.map((s) => api("/api/v1/stats/timeseries", { ...params, q: `severity:${s}` })));
-  const data = [per[0].points.map((p) => p.t / 1000), ...per.map((ts) => ts.points.map((p) => p.count))];
+  const per = await Promise.all(values.map((v) => api("/api/v1/stats/timeseries", { ...params, q: `${field}:"${v}"` })));
+  const xs = per.length ? per[0].points.map((p) => p.t / 1000) : [];
+  const data = [xs, ...per.map((ts) => ts.points.map((p) => p.count))];
   const el = $("anomaly-chart");
-  el.dataset.points = data[0].length;
+  el.dataset.points = xs.length;
+  el.dataset.series = values.join(" ");
   el.dataset.total = data.slice(1).flat().reduce((a, b) => a + b, 0);
-  if (state.anomalyChart) state.anomalyChart.setData(data);
-  else state.anomalyChart = new uPlot({
+  // The series change with the dimension: draw a new chart each time.
+  if (state.anomalyChart) state.anomalyChart.destroy();
+  state.anomalyChart = new uPlot({
     width: Math.max(400, el.clientWidth || 900),
     height: 200,
-    series: [{}, ...severities.map((s, i) => ({ label: s.toLowerCase(), stroke: colours[i] }))],
+    series: [{}, ...values.map((v, i) => ({ label: v, stroke: colours[i % colours.length] }))],
   }, data, el);
   const events = await api("/api/v1/search", { q: "anomaly_score:>0", ...r, limit: 50 });
   const body = $("anomaly-events").tBodies[0];
@@ -428,6 +437,8 @@ async function start() {
   for (const a of document.querySelectorAll("nav a")) {
     a.addEventListener("click", (e) => { e.preventDefault(); show(a.dataset.page); refresh(); });
   }
+  $("anomaly-dim").addEventListener("change", () => loadAnomalies());
+  if (f.get("by")) $("anomaly-dim").value = f.get("by");
   $("auto").addEventListener("change", () => {
     clearInterval(state.timer);
     if ($("auto").checked) state.timer = setInterval(refresh, 10000);
