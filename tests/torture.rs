@@ -108,3 +108,59 @@ fn a_rotation_storm_loses_and_doubles_nothing_and_releases_deleted_files() {
     println!("{ROUNDS} rotations under {written} lines: {missing} missing, {doubled} doubled");
     assert_eq!((missing, doubled), (0, 0));
 }
+
+/// Twenty SIGKILLs at pseudo-random moments while a log grows and rotates: afterwards every
+/// line is indexed once and the statistics equal those of a daemon that never crashed.
+#[test]
+fn twenty_sigkills_during_ingestion_leave_the_index_and_statistics_exact() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    fs::create_dir_all(&logs).expect("mkdir");
+    let glob = format!("{}/access.log*", logs.display());
+    let start = |name: &str| {
+        let data = tmp.path().join(name);
+        Daemon::start(
+            &["--data-dir", data.to_str().unwrap(), "--tail", &glob, "--read-from", "beginning"],
+            &tmp.path().join(format!("{name}.log")),
+        )
+    };
+    let log = logs.join("access.log");
+    let mut d = start("crashy");
+    let (mut seq, mut kills, mut rotations) = (0u64, 0, 0);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    while kills < 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // A few chunks, then a kill at a moment that depends on the generator.
+        for _ in 0..(1 + x % 4) {
+            append(&log, seq, seq + 500);
+            seq += 500;
+            std::thread::sleep(Duration::from_millis(20 + x % 60));
+        }
+        if x % 3 == 0 {
+            rotations += 1;
+            fs::rename(&log, logs.join(format!("access.log.{rotations}"))).expect("rotate");
+        }
+        std::thread::sleep(Duration::from_millis(x % 300));
+        d.kill9();
+        kills += 1;
+        d = start("crashy");
+    }
+    let written = seq;
+    assert_eq!(d.wait_total("*", written, Duration::from_secs(120)), written);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(d.total("*"), written, "no line doubled");
+    let clean = start("clean");
+    assert_eq!(clean.wait_total("*", written, Duration::from_secs(120)), written);
+    std::thread::sleep(Duration::from_secs(1));
+    // 2026-11-29 10:00 to 11:00 UTC, the hour the generated lines fall in.
+    let query = "/api/v1/stats?from=2026-11-29T10:00:00Z&to=2026-11-29T11:00:00Z&limit=1000";
+    let (_, crashed) = common::http_get(d.addr, query).expect("stats");
+    let (_, expected) = common::http_get(clean.addr, query).expect("stats");
+    assert!(expected.contains(&format!("\"count\":{written}")), "{}", &expected[..expected.len().min(300)]);
+    assert_eq!(crashed, expected, "statistics after 20 kills equal a crash-free run");
+    println!("{kills} kills and {rotations} rotations under {written} lines: index and statistics exact");
+    clean.stop();
+    d.stop();
+}
