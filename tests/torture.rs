@@ -138,7 +138,7 @@ fn twenty_sigkills_during_ingestion_leave_the_index_and_statistics_exact() {
             seq += 500;
             std::thread::sleep(Duration::from_millis(20 + x % 60));
         }
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             rotations += 1;
             fs::rename(&log, logs.join(format!("access.log.{rotations}"))).expect("rotate");
         }
