@@ -289,16 +289,8 @@ fn tail(url: &str, token: &str, query: &str, since: i64, interval: Duration, jso
             }
         }
         out.flush()?;
-        if let Some(last) = hits.last().and_then(|h| h["timestamp_ms"].as_i64()) {
-            // Where the next page starts: after every event printed at the last millisecond.
-            let mut ids: Vec<String> =
-                cursor.as_ref().filter(|c| c.ts() == last).map(|c| c.ids().to_vec()).unwrap_or_default();
-            ids.extend(
-                hits.iter()
-                    .filter(|h| h["timestamp_ms"].as_i64() == Some(last))
-                    .filter_map(|h| h["id"].as_str().map(str::to_string)),
-            );
-            cursor = Some(Cursor::after(last, ids));
+        if let Some(next) = Cursor::following(cursor.as_ref(), &hits) {
+            cursor = Some(next);
         }
         if hits.len() < 1000 {
             std::thread::sleep(interval);

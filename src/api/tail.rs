@@ -72,17 +72,8 @@ pub async fn tail(
                     return;
                 }
             }
-            if let Some(ts) = result.hits.last().and_then(|h| h["timestamp_ms"].as_i64()) {
-                let mut ids: Vec<String> =
-                    cursor.as_ref().filter(|c| c.ts() == ts).map(|c| c.ids().to_vec()).unwrap_or_default();
-                ids.extend(
-                    result
-                        .hits
-                        .iter()
-                        .filter(|h| h["timestamp_ms"].as_i64() == Some(ts))
-                        .filter_map(|h| h["id"].as_str().map(str::to_string)),
-                );
-                cursor = Some(Cursor::after(ts, ids));
+            if let Some(next) = Cursor::following(cursor.as_ref(), &result.hits) {
+                cursor = Some(next);
             }
             if result.hits.len() < 500 {
                 tokio::time::sleep(Duration::from_secs(1)).await;

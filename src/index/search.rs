@@ -57,9 +57,18 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The position just after the events `ids`, all at time `ts`, in time order.
-    pub fn after(ts: i64, ids: Vec<String>) -> Cursor {
-        Cursor { ts, ids }
+    /// Where the page after `hits` (in time order, following `previous`) starts: after every
+    /// event of the page's last millisecond, including those of earlier pages at that same
+    /// millisecond. `None` for an empty page.
+    pub fn following(previous: Option<&Cursor>, hits: &[serde_json::Value]) -> Option<Cursor> {
+        let ts = hits.last()?.get("timestamp_ms")?.as_i64()?;
+        let mut ids: Vec<String> = previous.filter(|c| c.ts == ts).map(|c| c.ids.clone()).unwrap_or_default();
+        ids.extend(
+            hits.iter()
+                .filter(|h| h.get("timestamp_ms").and_then(serde_json::Value::as_i64) == Some(ts))
+                .filter_map(|h| h.get("id").and_then(serde_json::Value::as_str).map(str::to_string)),
+        );
+        Some(Cursor { ts, ids })
     }
 
     pub fn ts(&self) -> i64 {
@@ -232,17 +241,7 @@ impl Catalog {
         top.truncate(limit);
         let hits: Vec<serde_json::Value> = top.into_iter().map(|(_, h)| h).collect();
         let next_cursor = (hits.len() == limit && req.sort != Sort::Slowest)
-            .then(|| {
-                let ts = hits.last()?.get("timestamp_ms")?.as_i64()?;
-                let mut ids: Vec<String> =
-                    req.cursor.as_ref().filter(|c| c.ts == ts).map(|c| c.ids.clone()).unwrap_or_default();
-                ids.extend(
-                    hits.iter()
-                        .filter(|h| h.get("timestamp_ms").and_then(|v| v.as_i64()) == Some(ts))
-                        .filter_map(|h| h.get("id").and_then(|v| v.as_str()).map(str::to_string)),
-                );
-                Some(Cursor { ts, ids }.encode())
-            })
+            .then(|| Cursor::following(req.cursor.as_ref(), &hits).map(|c| c.encode()))
             .flatten();
         Ok(SearchResult { total, hits, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
     }

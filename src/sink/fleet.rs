@@ -149,17 +149,7 @@ impl Fleet {
             .filter_map(|r| serde_json::from_str(r["event"].as_str()?).ok())
             .collect();
         let next_cursor = (hits.len() == limit && req.sort != Sort::Slowest)
-            .then(|| {
-                let ts = hits.last()?.get("timestamp_ms")?.as_i64()?;
-                let mut ids: Vec<String> =
-                    req.cursor.as_ref().filter(|c| c.ts() == ts).map(|c| c.ids().to_vec()).unwrap_or_default();
-                ids.extend(
-                    hits.iter()
-                        .filter(|h| h.get("timestamp_ms").and_then(Value::as_i64) == Some(ts))
-                        .filter_map(|h| h.get("id").and_then(Value::as_str).map(str::to_string)),
-                );
-                Some(Cursor::after(ts, ids).encode())
-            })
+            .then(|| Cursor::following(req.cursor.as_ref(), &hits).map(|c| c.encode()))
             .flatten();
         Ok(SearchResult { total, hits, next_cursor, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
     }
