@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::observe::{self, Inputs};
 use super::{AlertRule, Instance, Persisted, State, Transition, step};
+use crate::api::encode;
 use crate::config::{AlertsConfig, ReceiverKind};
 use crate::index::search::{SearchRequest, Sort};
 use crate::index::{Catalog, now_ms};
@@ -40,22 +41,6 @@ pub struct Alerting {
     external_url: String,
     handle: Arc<AlertHandle>,
     rules_stamp: Option<std::time::SystemTime>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    format_rfc3339(ms)
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 impl Alerting {
@@ -281,10 +266,10 @@ fn am_alert(inst: &Instance, ends: Option<i64>, link: Option<&str>) -> Value {
     let mut a = json!({
         "labels": inst.labels,
         "annotations": inst.annotations,
-        "startsAt": rfc3339(inst.fired_at_ms.unwrap_or(inst.active_since_ms)),
+        "startsAt": format_rfc3339(inst.fired_at_ms.unwrap_or(inst.active_since_ms)),
     });
     if let Some(end) = ends {
-        a["endsAt"] = json!(rfc3339(end));
+        a["endsAt"] = json!(format_rfc3339(end));
     }
     if let Some(l) = link {
         a["generatorURL"] = json!(l);

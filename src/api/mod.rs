@@ -17,6 +17,8 @@ mod openapi;
 mod stats;
 mod tail;
 
+pub use stats::encode;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

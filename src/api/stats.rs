@@ -150,7 +150,7 @@ pub async fn stats(
     let Query(p) = params?;
     let (from, to) = range(&p)?;
     let fleet_group = p.group_by.clone().unwrap_or_default();
-    if let Some(fleet) = &state.fleet {
+    if state.fleet.is_some() {
         group_expr(&fleet_group).ok_or_else(|| {
             bad(
                 "invalid_group_by",
@@ -159,7 +159,6 @@ pub async fn stats(
                 ),
             )
         })?;
-        let _ = fleet;
     } else if p.agent.as_deref().is_some_and(|a| !a.is_empty()) || fleet_group == "agent" {
         return Err(bad("invalid_parameters", "`agent` works on a query node (run --role query)".into()));
     }
@@ -374,7 +373,7 @@ pub async fn slow(
 }
 
 /// Percent-encodes everything but unreserved characters, for links.
-fn encode(s: &str) -> String {
+pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
