@@ -141,6 +141,10 @@ fn dashboard_pages_in_headless_chromium() {
     let drawn: f64 = attr(&dom, "data-max-p99").expect("max p99 drawn").parse().unwrap();
     assert!((drawn - max_p99).abs() < 1e-9, "chart {drawn} vs API {max_p99}");
     assert!(dom.contains("class=\"uplot"), "the chart was drawn");
+    // Traffic and errors over the same points, adding up to the total.
+    let traffic = &dom[dom.find("id=\"traffic-chart\"").expect("traffic chart")..];
+    assert_eq!(attr(traffic, "data-points"), Some(points.len().to_string().as_str()));
+    assert_eq!(attr(traffic, "data-requests"), Some(stats["total"]["count"].to_string().as_str()));
     // The slowest requests: the top route by p99 and its slowest request's duration.
     let slow = api(&format!("/api/v1/stats/slow?from={from}&to={to}&n=5&requests=3"));
     let slowest = &dom[dom.find("id=\"slowest\"").expect("slowest table")..];

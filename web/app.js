@@ -140,6 +140,19 @@ async function drawChart(from, to, route) {
   el.dataset.points = xs.length;
   el.dataset.maxP99 = Math.max(0, ...p99.filter((v) => v !== null));
   const data = [xs, p50, p95, p99];
+  // Requests/s and the 5xx share over the same points.
+  const rps = ts.points.map((p) => p.rps);
+  const errors = ts.points.map((p) => (p.count ? p.error_rate * 100 : null));
+  const tel = $("traffic-chart");
+  tel.dataset.points = xs.length;
+  tel.dataset.requests = ts.points.reduce((a, p) => a + p.count, 0);
+  if (state.traffic) state.traffic.setData([xs, rps, errors]);
+  else state.traffic = new uPlot({
+    width: Math.max(400, tel.clientWidth || 900),
+    height: 200,
+    series: [{}, { label: "requests/s", stroke: "#1849a9", scale: "rps" }, { label: "5xx %", stroke: "#d92d20", scale: "pct" }],
+    axes: [{}, { scale: "rps", label: "req/s" }, { scale: "pct", side: 1, label: "5xx %", grid: { show: false } }],
+  }, [xs, rps, errors], tel);
   if (state.chart) {
     state.chart.setData(data);
     return;
