@@ -41,7 +41,7 @@ impl Server {
             .spawn()
             .expect("start clickhouse-server");
         self.child = Some(child);
-        wait_for("ClickHouse to answer", Duration::from_secs(60), || {
+        wait_for("ClickHouse to answer", Duration::from_secs(120), || {
             (self.query("SELECT 1").ok()? == "1").then_some(())
         });
     }
