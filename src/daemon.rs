@@ -147,15 +147,7 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
 
     let auth = api_auth(&cfg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| DaemonError::Pipeline(e.to_string()))?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(cfg.api.listen))
-        .map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
+    let (runtime, listener, addr) = bind(&cfg)?;
 
     let sources = FileSource::new(file_settings(&cfg), resume, tx.clone(), shutdown.clone());
     let source_thread =
@@ -293,11 +285,8 @@ fn serve(
     Ok(())
 }
 
-/// Query mode: no sources and no index of its own; the API answers from the ClickHouse the
-/// agents fill.
-pub fn run_query_node(cfg: ConfigFile) -> Result<(), DaemonError> {
-    let catalog = Catalog::open(&cfg.data_dir.join("index"))?;
-    let auth = api_auth(&cfg)?;
+/// The API's runtime and its bound listener (bound first, so a busy port fails the start).
+fn bind(cfg: &ConfigFile) -> Result<(tokio::runtime::Runtime, tokio::net::TcpListener, SocketAddr), DaemonError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -307,6 +296,15 @@ pub fn run_query_node(cfg: ConfigFile) -> Result<(), DaemonError> {
         .block_on(tokio::net::TcpListener::bind(cfg.api.listen))
         .map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
     let addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.api.listen, source })?;
+    Ok((runtime, listener, addr))
+}
+
+/// Query mode: no sources and no index of its own; the API answers from the ClickHouse the
+/// agents fill.
+pub fn run_query_node(cfg: ConfigFile) -> Result<(), DaemonError> {
+    let catalog = Catalog::open(&cfg.data_dir.join("index"))?;
+    let auth = api_auth(&cfg)?;
+    let (runtime, listener, addr) = bind(&cfg)?;
     let thresholds = Thresholds::new(&cfg.stats);
     let mut state = AppState::new(catalog, Arc::default(), auth, cfg.api.rate_limit_per_minute)
         .with_stats(Arc::new(Stats::new(thresholds.clone())));

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, free_addr, http_get, logs_dir};
+use common::{Daemon, free_addr, http_get, logs_dir, wait_for};
 
 const RULES: &str = r#"
 [[alert]]
@@ -91,17 +91,6 @@ impl Receiver {
 
     fn with_status(&self, status: &str) -> Vec<serde_json::Value> {
         self.bodies.lock().unwrap().iter().filter(|b| b["status"] == status).cloned().collect()
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

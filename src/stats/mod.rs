@@ -136,6 +136,12 @@ impl Series {
     }
 
     pub fn merge(&mut self, o: &Series) {
+        self.add_counts(o);
+        self.latency.merge(&o.latency);
+    }
+
+    /// Adds everything of `o` but its latency histogram.
+    fn add_counts(&mut self, o: &Series) {
         self.count += o.count;
         self.server_errors += o.server_errors;
         self.client_errors += o.client_errors;
@@ -146,7 +152,6 @@ impl Series {
         self.satisfied += o.satisfied;
         self.tolerating += o.tolerating;
         self.clamped += o.clamped;
-        self.latency.merge(&o.latency);
     }
 }
 
@@ -187,17 +192,8 @@ impl Summary {
     pub fn with_quantiles(parts: &[&Series], seconds: f64, qs: Option<Vec<u64>>) -> Summary {
         let mut s = Series::default();
         for p in parts {
-            // Everything but the latency, which is merged once below.
-            s.count += p.count;
-            s.server_errors += p.server_errors;
-            s.client_errors += p.client_errors;
-            s.timed += p.timed;
-            s.sum_us = s.sum_us.saturating_add(p.sum_us);
-            s.max_us = s.max_us.max(p.max_us);
-            s.slow += p.slow;
-            s.satisfied += p.satisfied;
-            s.tolerating += p.tolerating;
-            s.clamped += p.clamped;
+            // The latency is summarised by the quantiles given.
+            s.add_counts(p);
         }
         let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { round6(n as f64 / d as f64) };
         let ms = |us: u64| round6(us as f64 / 1000.0);

@@ -238,3 +238,15 @@ pub fn corpus() -> Option<PathBuf> {
     eprintln!("SKIP: corpus not found at {} (set LOGWARDEN_CORPUS)", dir.display());
     None
 }
+
+/// Polls `f` until it gives a value, failing the test after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
