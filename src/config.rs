@@ -288,6 +288,8 @@ pub struct IndexConfig {
     pub retention_days: u32,
     #[serde(deserialize_with = "positive_usize")]
     pub writer_memory_mb: usize,
+    /// Below this much free space on the data directory's filesystem, ingestion pauses.
+    pub min_free_mb: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -413,7 +415,7 @@ impl Default for SourceConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { commit_interval: Duration::from_secs(1), retention_days: 14, writer_memory_mb: 64 }
+        Self { commit_interval: Duration::from_secs(1), retention_days: 14, writer_memory_mb: 64, min_free_mb: 100 }
     }
 }
 

@@ -42,15 +42,20 @@ pub enum DaemonError {
     Pipeline(String),
 }
 
-/// Everything the pipeline needs, built from the configuration.
-struct Parts {
+/// What outlives a restart of the ingest pipeline: the API and the alerts hold these.
+struct Shared {
     catalog: Arc<Catalog>,
-    pipeline: Pipeline,
-    resume: HashMap<String, u64>,
     counters: Arc<IngestCounters>,
     stats: Arc<Stats>,
-    /// The ClickHouse sink's reading end and health, when configured.
-    sink: Option<(SpoolReader, Arc<SinkHealth>)>,
+}
+
+/// The ClickHouse sink's reading end and health, when configured.
+type Sink = Option<(SpoolReader, Arc<SinkHealth>)>;
+
+/// A pipeline ready to run, and where each file resumes.
+struct Ready {
+    pipeline: Pipeline,
+    resume: HashMap<String, u64>,
 }
 
 fn redactor(cfg: &ConfigFile) -> Result<Redactor, DaemonError> {
@@ -69,11 +74,37 @@ fn redactor(cfg: &ConfigFile) -> Result<Redactor, DaemonError> {
     Ok(Redactor::new(&cfg.redact.extra_keys, replacement))
 }
 
-fn build(cfg: &ConfigFile, specs: Vec<FormatSpec>) -> Result<Parts, DaemonError> {
+fn open_shared(cfg: &ConfigFile) -> Result<(Shared, Sink), DaemonError> {
     let catalog = Catalog::open(&cfg.data_dir.join("index"))?;
+    let shared = Shared { catalog, counters: Arc::default(), stats: Arc::new(Stats::new(Thresholds::new(&cfg.stats))) };
+    let sink = if cfg.clickhouse.enabled {
+        let health = Arc::new(SinkHealth { name: "clickhouse".into(), ..SinkHealth::default() });
+        let dir = spool_dir(cfg);
+        let reader =
+            SpoolReader::open(&dir, health.clone()).map_err(|source| DaemonError::Read { path: dir, source })?;
+        Some((reader, health))
+    } else {
+        None
+    };
+    Ok((shared, sink))
+}
+
+fn spool_dir(cfg: &ConfigFile) -> PathBuf {
+    cfg.data_dir.join("spool").join("clickhouse")
+}
+
+/// Opens the index writer where the last commit left it, rebuilds the statistics from what the
+/// index holds, and builds the pipeline: at start, and again after ingestion paused.
+fn open_pipeline(
+    cfg: &ConfigFile,
+    specs: Vec<FormatSpec>,
+    shared: &Shared,
+    sink: Option<&Arc<SinkHealth>>,
+) -> Result<Ready, DaemonError> {
+    let Shared { catalog, counters, stats } = shared;
     let (store, resume) =
         IndexStore::open(catalog.clone(), cfg.index.writer_memory_mb * 1024 * 1024, cfg.index.retention_days)?;
-    let counters = Arc::new(IngestCounters::default());
+    let store = store.with_min_free(cfg.index.min_free_mb << 20);
     let detector = if cfg.rules.enabled {
         Some(
             Detector::new(cfg.rules.dir.as_deref(), cfg.rules.anomaly_threshold)
@@ -82,28 +113,29 @@ fn build(cfg: &ConfigFile, specs: Vec<FormatSpec>) -> Result<Parts, DaemonError>
     } else {
         None
     };
-    let stats = Arc::new(Stats::new(Thresholds::new(&cfg.stats)));
-    let mut recorder = Recorder::new(stats.clone());
+    // Rebuilt aside and swapped in whole, so the API never sees half of it.
     let started = Instant::now();
-    let requests = stats::rebuild(&catalog, &store.replaying(), &mut recorder)
+    let mut recorder = Recorder::new(Arc::new(Stats::new(Thresholds::new(&cfg.stats))));
+    let requests = stats::rebuild(catalog, &store.replaying(), &mut recorder)
         .map_err(|e| DaemonError::Pipeline(format!("cannot rebuild statistics from the index: {e}")))?;
+    recorder.move_into(stats.clone());
     tracing::info!(requests, took_ms = started.elapsed().as_millis() as u64, "statistics rebuilt from the index");
     let templates = cfg.stats.routes.iter().filter_map(|r| Template::parse(r).ok()).collect();
     let routes =
         RouteTable::new(templates, cfg.stats.max_routes, catalog.distinct_terms("route")?, stats.folded_routes.clone());
-    let (spool, sink) = if cfg.clickhouse.enabled {
-        let health = Arc::new(SinkHealth { name: "clickhouse".into(), ..SinkHealth::default() });
-        let dir = cfg.data_dir.join("spool").join("clickhouse");
-        let io = |source| DaemonError::Read { path: dir.clone(), source };
-        let writer = SpoolWriter::open(&dir, cfg.clickhouse.spool_max_mb << 20, health.clone()).map_err(io)?;
-        (Some(writer), Some((SpoolReader::open(&dir, health.clone()).map_err(io)?, health)))
-    } else {
-        (None, None)
+    let spool = match sink {
+        Some(health) => {
+            let dir = spool_dir(cfg);
+            let writer = SpoolWriter::open(&dir, cfg.clickhouse.spool_max_mb << 20, health.clone())
+                .map_err(|source| DaemonError::Read { path: dir, source })?;
+            Some(writer)
+        }
+        None => None,
     };
     let stages =
         Stages { filter: Filter::new(&cfg.filter), routes, redactor: redactor(cfg)?, detector, recorder, spool };
     let pipeline = Pipeline::new(specs, stages, store, counters.clone());
-    Ok(Parts { catalog, pipeline, resume: resume.into_iter().collect(), counters, stats, sink })
+    Ok(Ready { pipeline, resume: resume.into_iter().collect() })
 }
 
 fn file_settings(cfg: &ConfigFile) -> Vec<FileSettings> {
@@ -141,27 +173,22 @@ fn spawn_pipeline(
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
-    let specs = cfg.sources.iter().map(|s| s.format_spec()).collect();
-    let Parts { catalog, pipeline, resume, counters, stats, sink } = build(&cfg, specs)?;
+    let specs: Vec<FormatSpec> = cfg.sources.iter().map(|s| s.format_spec()).collect();
+    let (shared, sink) = open_shared(&cfg)?;
+    let first = open_pipeline(&cfg, specs.clone(), &shared, sink.as_ref().map(|(_, h)| h))?;
+    let Shared { catalog, counters, stats } = &shared;
+    let (catalog, counters, stats) = (catalog.clone(), counters.clone(), stats.clone());
     let shutdown = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
 
     let auth = api_auth(&cfg)?;
     let (runtime, listener, addr) = bind(&cfg)?;
 
-    let sources = FileSource::new(file_settings(&cfg), resume, tx.clone(), shutdown.clone());
-    let source_thread =
-        std::thread::Builder::new().name("source".into()).spawn(move || sources.run()).expect("spawn source thread");
-    if read_stdin {
-        let (tx, stop) = (tx.clone(), shutdown.clone());
-        let max_line = cfg.sources.first().map_or(1024 * 1024, |s| s.max_line_bytes);
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || source::read_stdin(tx, max_line, stop))
-            .expect("spawn stdin thread");
-    }
-    drop(tx);
-    let pipeline_thread = spawn_pipeline(pipeline, rx, cfg.index.commit_interval, counters.clone(), shutdown.clone());
+    let ingest = Ingest { cfg: cfg.clone(), specs, shared, sink: sink.as_ref().map(|(_, h)| h.clone()), read_stdin };
+    let stop = shutdown.clone();
+    let pipeline_thread = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || ingest.supervise(first, &stop))
+        .expect("spawn pipeline thread");
     let mut sinks = Vec::new();
     let sink_thread = sink.map(|(reader, health)| {
         sinks.push(health.clone());
@@ -195,7 +222,6 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
 
     tracing::info!("shutting down");
     shutdown.store(true, Ordering::Relaxed);
-    let _ = source_thread.join();
     if let Some(t) = alert_thread {
         let _ = t.join();
     }
@@ -204,8 +230,107 @@ pub fn run(cfg: ConfigFile, read_stdin: bool) -> Result<(), DaemonError> {
     }
     // A stdin reader may still hold a sender while it blocks on read; the pipeline stops on
     // the shutdown flag and whatever it had not committed is read again after a restart.
-    let result = pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?;
-    result.map_err(DaemonError::from)
+    pipeline_thread.join().map_err(|_| DaemonError::Pipeline("pipeline thread panicked".into()))?
+}
+
+/// Runs ingestion: sources and pipeline, again and again when it pauses on a storage error.
+struct Ingest {
+    cfg: ConfigFile,
+    specs: Vec<FormatSpec>,
+    shared: Shared,
+    sink: Option<Arc<SinkHealth>>,
+    read_stdin: bool,
+}
+
+impl Ingest {
+    /// Runs the pipeline until `shutdown`. When it stops on an error (a full or read-only data
+    /// directory, say), reading pauses: the error shows in the log and in `/health`, and once
+    /// the data directory takes writes again with `index.min_free_mb` to spare, ingestion starts
+    /// over from the last commit, exactly as after a restart, so nothing is lost or doubled.
+    /// Lines from stdin cannot be read again: with stdin, such an error stops ingestion.
+    fn supervise(self, first: Ready, shutdown: &AtomicBool) -> Result<(), DaemonError> {
+        let counters = self.shared.counters.clone();
+        let mut next = first;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            let Err(e) = self.run_once(next, shutdown) else { return Ok(()) };
+            if self.read_stdin {
+                counters.failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "ingest pipeline stopped");
+                return Err(e);
+            }
+            // The state of the disk says more than the error of whichever writer hit it first.
+            let reason = self.storage_ready().err().unwrap_or_else(|| e.to_string());
+            tracing::error!(error = %e, %reason, "ingestion paused; it resumes from the last commit once the data directory takes writes");
+            counters.set_paused(Some(reason));
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            loop {
+                if !wait(shutdown, backoff) {
+                    return Ok(());
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if let Err(reason) = self.storage_ready() {
+                    counters.set_paused(Some(reason));
+                    continue;
+                }
+                match open_pipeline(&self.cfg, self.specs.clone(), &self.shared, self.sink.as_ref()) {
+                    Ok(ready) => {
+                        tracing::info!("the data directory takes writes again: ingestion resumes from the last commit");
+                        counters.set_paused(None);
+                        next = ready;
+                        break;
+                    }
+                    Err(e) => counters.set_paused(Some(e.to_string())),
+                }
+            }
+        }
+    }
+
+    fn storage_ready(&self) -> Result<(), String> {
+        crate::index::storage_ready(&self.cfg.data_dir.join("index"), self.cfg.index.min_free_mb << 20)
+    }
+
+    /// One run of the sources and the pipeline, until `shutdown` or an error.
+    fn run_once(&self, ready: Ready, shutdown: &AtomicBool) -> Result<(), DaemonError> {
+        let Ready { pipeline, resume } = ready;
+        let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sources = FileSource::new(file_settings(&self.cfg), resume, tx.clone(), stop.clone());
+        let source_thread = std::thread::Builder::new()
+            .name("source".into())
+            .spawn(move || sources.run())
+            .expect("spawn source thread");
+        if self.read_stdin {
+            let (tx, stop) = (tx.clone(), stop.clone());
+            let max_line = self.cfg.sources.first().map_or(1024 * 1024, |s| s.max_line_bytes);
+            std::thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || source::read_stdin(tx, max_line, stop))
+                .expect("spawn stdin thread");
+        }
+        drop(tx);
+        let result = pipeline.run(rx, self.cfg.index.commit_interval, shutdown);
+        // The pipeline has stopped and dropped its end of the channel: the sources stop too. A
+        // stdin reader may still block on read; what it sent and was not committed is lost.
+        stop.store(true, Ordering::Relaxed);
+        let _ = source_thread.join();
+        result.map_err(DaemonError::from)
+    }
+}
+
+/// Sleeps for `d` unless `shutdown` is set first; false when it was.
+fn wait(shutdown: &AtomicBool, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if shutdown.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !shutdown.load(Ordering::Relaxed)
 }
 
 /// Serves the API on `listener` (TLS when configured, and the redirect listener) until SIGINT
@@ -402,7 +527,9 @@ pub fn ingest(
     progress: &dyn Fn(u64, u64),
 ) -> Result<IngestSummary, DaemonError> {
     let started = Instant::now();
-    let Parts { pipeline, resume, counters, .. } = build(cfg, vec![spec])?;
+    let (shared, sink) = open_shared(cfg)?;
+    let Ready { pipeline, resume } = open_pipeline(cfg, vec![spec], &shared, sink.as_ref().map(|(_, h)| h))?;
+    let counters = shared.counters.clone();
     let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
     let pipeline_thread =
         spawn_pipeline(pipeline, rx, cfg.index.commit_interval, counters.clone(), Arc::new(AtomicBool::new(false)));

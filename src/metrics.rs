@@ -23,8 +23,10 @@ pub struct IngestCounters {
     /// Events with anomalies, by severity and by rule, published at each commit.
     pub anomalies_by_severity: Mutex<BTreeMap<String, u64>>,
     pub anomalies_by_rule: Mutex<BTreeMap<String, u64>>,
-    /// Set when the pipeline stopped on an error it cannot recover from (disk full, ...).
+    /// Set when the pipeline stopped on an error it cannot recover from.
     pub failed: AtomicBool,
+    /// Why reading is paused (a full or read-only data directory), until a commit succeeds.
+    pub paused: Mutex<Option<String>>,
     /// Per source file, published by the pipeline at each commit (not per event).
     pub per_source: Mutex<BTreeMap<String, SourceCounts>>,
 }
@@ -48,5 +50,16 @@ impl IngestCounters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Sets (or, with `None`, clears) why ingestion is paused.
+    pub fn set_paused(&self, reason: Option<String>) {
+        if let Ok(mut p) = self.paused.lock() {
+            *p = reason;
+        }
+    }
+
+    pub fn paused(&self) -> Option<String> {
+        self.paused.lock().ok().and_then(|p| p.clone())
     }
 }

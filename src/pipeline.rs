@@ -125,6 +125,9 @@ impl Pipeline {
     pub fn run(self, rx: Receiver<Batch>, interval: Duration, shutdown: &AtomicBool) -> Result<(), IndexError> {
         let Pipeline { mut parse, redactor, detector, store, recorder, spool, counters, workers } = self;
         let (ready_tx, ready_rx) = sync_channel::<(u64, Vec<Ready>)>(workers * QUEUE);
+        // Set when the index stage stops, on shutdown or on an error: the parse thread then
+        // stops too (dropping its senders stops the workers), so the scope can end.
+        let halt = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let mut work_txs = Vec::with_capacity(workers);
             for i in 0..workers {
@@ -151,11 +154,15 @@ impl Pipeline {
                     .expect("spawn redact worker");
             }
             drop(ready_tx);
+            let halt = &halt;
+            let stopped = || shutdown.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
             std::thread::Builder::new()
                 .name("parse".into())
-                .spawn_scoped(scope, move || parse.run(rx, work_txs, shutdown))
+                .spawn_scoped(scope, move || parse.run(rx, work_txs, &stopped))
                 .expect("spawn parse thread");
-            index_loop(store, recorder, spool, ready_rx, &counters, interval, shutdown)
+            let result = index_loop(store, recorder, spool, ready_rx, &counters, interval, shutdown);
+            halt.store(true, Ordering::Relaxed);
+            result
         })
     }
 }
@@ -187,11 +194,11 @@ fn prepare(p: Parsed, redactor: &Redactor, detector: Option<&Detector>, counters
 
 impl Parse {
     /// Parses batches in arrival order, numbering each unit of work, and deals them out to the
-    /// workers in turn. Stops on shutdown or when the sources hang up; dropping the senders
+    /// workers in turn. Stops when `stopped` says so or when the sources hang up; dropping the senders
     /// then stops the workers and, after them, the index stage.
-    fn run(&mut self, rx: Receiver<Batch>, workers: Vec<SyncSender<(u64, Vec<Parsed>)>>, shutdown: &AtomicBool) {
+    fn run(&mut self, rx: Receiver<Batch>, workers: Vec<SyncSender<(u64, Vec<Parsed>)>>, stopped: &dyn Fn() -> bool) {
         let mut seq = 0u64;
-        while !shutdown.load(Ordering::Relaxed) {
+        while !stopped() {
             if self.last_publish.elapsed() >= Duration::from_millis(500) {
                 self.publish();
             }
@@ -371,6 +378,7 @@ fn commit(store: &mut IndexStore, counters: &IngestCounters) -> Result<(), Index
         IngestCounters::add(&counters.commits, 1);
         IngestCounters::add(&counters.commit_us, started.elapsed().as_micros() as u64);
         counters.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+        counters.set_paused(None);
         tracing::debug!(
             docs = stats.docs,
             partitions = stats.partitions,

@@ -65,6 +65,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     metric(
         &mut out,
+        "logwarden_ingest_paused",
+        "gauge",
+        "1 while reading is paused because the data directory cannot take writes (full, read-only).",
+        u8::from(c.paused().is_some()),
+    );
+    metric(
+        &mut out,
         "logwarden_uptime_seconds",
         "gauge",
         "Seconds since the daemon started.",
@@ -229,8 +236,11 @@ pub async fn health_detailed(State(state): State<AppState>) -> Response {
         && age.is_some_and(|a| a > STALE_COMMIT_MS)
         && IngestCounters::get(&c.records_read)
             > IngestCounters::get(&c.events_indexed) + IngestCounters::get(&c.skipped);
+    let paused = c.paused();
     let (healthy, message) = if failed {
         (false, "the ingest pipeline stopped on an error; see the daemon's log".to_string())
+    } else if let Some(reason) = &paused {
+        (false, format!("reading is paused: {reason}"))
     } else if stale {
         (false, format!("no commit for {} s while events are waiting", age.unwrap_or(0) / 1000))
     } else {
@@ -241,6 +251,7 @@ pub async fn health_detailed(State(state): State<AppState>) -> Response {
         "healthy": healthy,
         "message": message,
         "ingest": {
+            "paused": paused.is_some(),
             "records_read": IngestCounters::get(&c.records_read),
             "bytes_read": IngestCounters::get(&c.bytes_read),
             "events_indexed": IngestCounters::get(&c.events_indexed),

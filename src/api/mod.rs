@@ -302,16 +302,19 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
     resp
 }
 
-/// Cheap liveness: 200 while ingestion works, 503 once it has failed. No token needed.
+/// Cheap liveness: 200 while ingestion works, 503 once it has failed or while reading is paused
+/// (a full or read-only data directory). No token needed.
 #[utoipa::path(get, path = "/health", security(()), responses(
     (status = 200, description = "ingestion works", body = serde_json::Value),
-    (status = 503, description = "ingestion has failed", body = serde_json::Value),
+    (status = 503, description = "ingestion has failed or is paused", body = serde_json::Value),
 ))]
 async fn health(State(state): State<AppState>) -> Response {
     let c = &state.counters;
     let failed = c.failed.load(Ordering::Relaxed);
+    let paused = c.paused();
     let body = json!({
-        "status": if failed { "failing" } else { "ok" },
+        "status": if failed { "failing" } else if paused.is_some() { "paused" } else { "ok" },
+        "paused": paused,
         "events_indexed": IngestCounters::get(&c.events_indexed),
         "parse_errors": IngestCounters::get(&c.parse_errors),
         "skipped": IngestCounters::get(&c.skipped),
@@ -319,7 +322,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "last_commit_ms": c.last_commit_ms.load(Ordering::Relaxed),
         "sources": c.per_source.lock().map(|m| json!(*m)).unwrap_or(serde_json::Value::Null),
     });
-    let status = if failed { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if failed || paused.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, Json(body)).into_response()
 }
 

@@ -37,6 +37,30 @@ pub enum IndexError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("commit payload of {partition} is unreadable: {source}")]
     Payload { partition: String, source: serde_json::Error },
+    /// The data directory cannot take a commit now (full, read-only): ingestion pauses.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Whether the filesystem of `dir` can take writes with `min_free` bytes to spare: not
+/// read-only, enough space, and a small file can be written and removed.
+pub fn storage_ready(dir: &Path, min_free: u64) -> Result<(), String> {
+    let vfs = rustix::fs::statvfs(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
+    if vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Err(format!("the filesystem of {} is read-only", dir.display()));
+    }
+    let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    if free < min_free {
+        return Err(format!(
+            "{} MiB free on the filesystem of {}, below index.min_free_mb = {}",
+            free >> 20,
+            dir.display(),
+            min_free >> 20
+        ));
+    }
+    let probe = dir.join(".write-probe");
+    let written = std::fs::write(&probe, [0u8; 4096]).and_then(|()| std::fs::remove_file(&probe));
+    written.map_err(|e| format!("cannot write in {}: {e}", dir.display()))
 }
 
 /// The name of the day partition of a timestamp (UTC).
@@ -193,6 +217,8 @@ pub struct IndexStore {
     last_round: Vec<String>,
     retention_days: u32,
     docs_since_commit: u64,
+    /// Commits are refused (`IndexError::Storage`) below this much free space.
+    min_free: u64,
 }
 
 /// What one commit did, for logs and metrics.
@@ -246,8 +272,15 @@ impl IndexStore {
             last_round,
             retention_days,
             docs_since_commit: 0,
+            min_free: 0,
         };
         Ok((store, resume))
+    }
+
+    /// Refuses commits (and so pauses ingestion) below `bytes` of free space.
+    pub fn with_min_free(mut self, bytes: u64) -> Self {
+        self.min_free = bytes;
+        self
     }
 
     fn writer(&mut self, name: &str) -> Result<&mut PartitionWriter, IndexError> {
@@ -319,6 +352,9 @@ impl IndexStore {
         let mut round: Vec<String> = self.writers.iter().filter(|(_, w)| w.dirty).map(|(n, _)| n.clone()).collect();
         if round.is_empty() && !self.positions_changed {
             return Ok(None);
+        }
+        if self.min_free > 0 {
+            storage_ready(&self.catalog.dir, self.min_free).map_err(IndexError::Storage)?;
         }
         if round.is_empty() {
             // Positions moved without events (filtered lines, files opened at their end): carry

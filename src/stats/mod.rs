@@ -603,6 +603,14 @@ impl Recorder {
         &self.thresholds
     }
 
+    /// Moves what this recorder has published into `stats`, replacing its buckets whole, and
+    /// records into `stats` from then on: statistics are rebuilt aside, then swapped in.
+    pub fn move_into(&mut self, stats: Arc<Stats>) {
+        let built = std::mem::take(&mut *self.stats.buckets.write().expect("stats lock"));
+        *stats.buckets.write().expect("stats lock") = built;
+        self.stats = stats;
+    }
+
     fn id_of(&mut self, route: &str, method: &str, status: u16, host: &str) -> u32 {
         use std::fmt::Write;
         self.scratch.clear();

@@ -25,8 +25,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `logwarden run` with `args` (the listen address is added), logging to `log`.
+    /// Starts `logwarden run` with `args` (the listen address is added), logging to `log`,
+    /// and waits until `/health` says it is healthy.
     pub fn start(args: &[&str], log: &Path) -> Daemon {
+        let d = Daemon::spawn(args, log);
+        d.wait_healthy(Duration::from_secs(30));
+        d
+    }
+
+    /// Starts `logwarden run` without waiting for it.
+    pub fn spawn(args: &[&str], log: &Path) -> Daemon {
         let addr = free_addr();
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open daemon log");
         let child = Command::new(BIN)
@@ -39,9 +47,7 @@ impl Daemon {
             .stderr(log_file)
             .spawn()
             .expect("start logwarden");
-        let d = Daemon { child, addr, log: log.to_path_buf() };
-        d.wait_healthy(Duration::from_secs(30));
-        d
+        Daemon { child, addr, log: log.to_path_buf() }
     }
 
     /// Starts a daemon under `tmp` (data in `tmp/data`, its log in `tmp/d.log`) tailing `glob`
