@@ -333,6 +333,17 @@ fn wait(shutdown: &AtomicBool, d: Duration) -> bool {
     !shutdown.load(Ordering::Relaxed)
 }
 
+/// A client has this long to send a request's headers: slow clients (slowloris) are cut off
+/// instead of holding connections open for ever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request line and headers above this size are refused (431), before any handler runs.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Limits every connection of the API: header read timeout and header size.
+fn guard(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    builder.http1().header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+}
+
 /// Serves the API on `listener` (TLS when configured, and the redirect listener) until SIGINT
 /// or SIGTERM, which also sets `shutdown`.
 fn serve(
@@ -366,42 +377,41 @@ fn serve(
     let stop = shutdown;
     let served: Result<(), std::io::Error> = runtime.block_on(async move {
         let handle = axum_server::Handle::<SocketAddr>::new();
-        let (stopping, stopped) = tokio::sync::watch::channel(false);
         let signal = {
             let handle = handle.clone();
             async move {
                 shutdown_signal().await;
                 stop.store(true, Ordering::Relaxed);
                 handle.graceful_shutdown(Some(Duration::from_secs(5)));
-                let _ = stopping.send(true);
             }
         };
         if let (Some(redirect_addr), Some(redirect_app)) = (cfg.api.redirect_listen, redirect_app) {
-            let l = tokio::net::TcpListener::bind(redirect_addr).await?;
+            let l = std::net::TcpListener::bind(redirect_addr)?;
+            l.set_nonblocking(true)?;
             tracing::info!(addr = %redirect_addr, "redirecting plain HTTP to HTTPS");
-            let mut stopped = stopped.clone();
-            tokio::spawn(async move {
-                let service = redirect_app.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(l, service)
-                    .with_graceful_shutdown(
-                        async move { while stopped.changed().await.is_ok() && !*stopped.borrow() {} },
-                    )
-                    .await
-            });
+            let mut server = axum_server::from_tcp(l)?.handle(handle.clone());
+            guard(server.http_builder());
+            let service = redirect_app.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(async move { server.serve(service).await });
         }
+        tokio::spawn(signal);
+        let listener = listener.into_std()?;
         match tls {
             Some((cert, key)) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
                     std::io::Error::other(format!("TLS certificate {} or key {}: {e}", cert.display(), key.display()))
                 })?;
-                tokio::spawn(signal);
                 let service = app.layer(axum::Extension(Tls)).into_make_service_with_connect_info::<SocketAddr>();
-                axum_server::from_tcp_rustls(listener.into_std()?, config)?.handle(handle).serve(service).await
+                let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
+                guard(server.http_builder());
+                server.serve(service).await
             }
             None => {
                 let service = app.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(listener, service).with_graceful_shutdown(signal).await
+                let mut server = axum_server::from_tcp(listener)?.handle(handle);
+                guard(server.http_builder());
+                server.serve(service).await
             }
         }
     });
