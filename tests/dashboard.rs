@@ -288,3 +288,43 @@ fn the_overview_stays_bounded_with_two_thousand_routes() {
     assert_eq!(text_of(&dom, "total-count"), "4000");
     d.stop();
 }
+
+/// Log text is shown as text: HTML and script in a logged request never become part of the page.
+#[test]
+fn html_in_log_lines_is_shown_as_text_never_run() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (logs, glob) = logs_dir(tmp.path());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (y, m, d) = logwarden::parse::timestamp::civil_from_days(now.div_euclid(86400));
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
+    let secs = now.rem_euclid(86400) - 60;
+    let ts = format!("{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000", secs / 3600, secs / 60 % 60, secs % 60);
+    let payload = "/<img/src=x/onerror=document.body.setAttribute('data-owned','yes')>";
+    let lines = [
+        format!(
+            "10.0.0.9 - - [{ts}] \"GET {payload} HTTP/1.1\" 404 5 \"-\" \"<script>document.title='owned'</script>\" 0.002\n"
+        ),
+        format!(
+            "10.0.0.9 - - [{ts}] \"GET /ok HTTP/1.1\" 200 5 \"\\\"><svg/onload=document.body.setAttribute('data-owned','yes')>\" \"Mozilla/5.0\" 0.002\n"
+        ),
+    ];
+    std::fs::write(logs.join("access.log"), lines.concat()).expect("write");
+    let d = Daemon::tailing(tmp.path(), &glob);
+    assert_eq!(d.wait_total("*", 2, Duration::from_secs(30)), 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let (from, to) = (now - 3600, now + 60);
+    let base = format!("http://{}/", d.addr);
+    for (name, page) in [("search", "page=search&q=*&open=first"), ("overview", "page=overview")] {
+        let url = format!("{base}#token={TOKEN}&{page}&from={from}&to={to}");
+        let dom = load(browser, &tmp.path().join(format!("profile-{name}")), &url, None);
+        assert_eq!(attr(&dom, "data-ready"), Some("yes"), "{dom}");
+        assert!(diagnostics(&dom).is_empty(), "{:?}", diagnostics(&dom));
+        assert!(!dom.contains("data-owned=\"yes\""), "an event handler from the log ran on the {name} page");
+        assert!(!dom.contains("<title>owned</title>"), "a script from the log ran on the {name} page");
+        assert!(!dom.contains("<img src=\"x\"") && !dom.contains("<svg"), "log text became markup on the {name} page");
+        if name == "search" {
+            assert!(dom.contains("&lt;img/src=x/onerror="), "the payload is shown as text");
+        }
+    }
+}
