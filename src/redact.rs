@@ -97,7 +97,9 @@ const PATTERNS: &[(Pattern, &str)] = &[
     (Pattern::Jwt, r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
     (Pattern::Bearer, r"(?i:bearer)(?:\s+|%20|\+)[A-Za-z0-9._~+/=-]{8,}"),
     (Pattern::Aws, r"(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}"),
-    (Pattern::UrlPassword, r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"),
+    // Userinfo holds no quote, bracket, brace, backslash or space (RFC 3986), so a match never
+    // runs across the fields of a JSON line.
+    (Pattern::UrlPassword, r#"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@"'\\<>{}\[\]|^`]+:[^/\s@"'\\<>{}\[\]|^`]+@"#),
     (Pattern::Ssn, r"[0-9]{3}-[0-9]{2}-[0-9]{4}"),
     (Pattern::Card, r"[2-6][0-9]{3}(?:[ -]?[0-9]){9,15}"),
 ];
@@ -169,9 +171,15 @@ impl Redactor {
         let mut at = 0;
         while let Some(m) = self.values.search(&Input::new(text).range(at..)) {
             let (pattern, _) = PATTERNS[m.pattern().as_usize()];
-            let (start, end) = (m.start(), m.end());
+            let (start, mut end) = (m.start(), m.end());
             let accepted = match pattern {
-                Pattern::Card => bounded(text, start, end) && luhn(&text[start..end]),
+                Pattern::Card => match card_end(text, start, end) {
+                    Some(e) => {
+                        end = e;
+                        true
+                    }
+                    None => false,
+                },
                 Pattern::Ssn => bounded(text, start, end) && plausible_ssn(&text[start..end]),
                 Pattern::Aws => bounded(text, start, end),
                 _ => true,
@@ -358,6 +366,24 @@ fn bearer_token_start(m: &str) -> usize {
     6 + sep
 }
 
+/// Where a card number starting at `start` ends: the longest run of the match's digits
+/// (13 to 19) that stands alone and passes Luhn. The regex takes as many digits as it can, and
+/// a card followed by other digit groups (`4111 1111 1111 1111 2024`) is still found.
+fn card_end(text: &str, start: usize, end: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut digits = 0;
+    let mut ends = Vec::new();
+    for (i, c) in b[start..end].iter().enumerate() {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits >= 13 {
+                ends.push(start + i + 1);
+            }
+        }
+    }
+    ends.into_iter().rev().find(|&e| bounded(text, start, e) && luhn(&text[start..e]))
+}
+
 fn luhn(candidate: &str) -> bool {
     let digits: Vec<u32> = candidate.bytes().filter(u8::is_ascii_digit).map(|c| u32::from(c - b'0')).collect();
     if !(13..=19).contains(&digits.len()) {
@@ -413,6 +439,23 @@ mod tests {
         }
     }
 
+    /// Found by the `redact` fuzz target: a URL's "password" ran across quotes into a
+    /// redacted JSON value, so a second pass redacted more than the first.
+    #[test]
+    fn a_second_pass_changes_nothing() {
+        for text in [
+            r#"{"u":"http://whoami:80","entryccnumbere":"web[client \"19:"root@file"}"#,
+            r#"ldap://1.2.3.4:x","k":"v","password":"a b"@host"#,
+            "https://bob:s3cret@example.com/ and again https://bob:[REDACTED]@example.com/",
+            // A Luhn-valid run followed by more digit groups.
+            "327.0 259 1846 -% 2365 1408 74 4442 2365 4441408 47 320 432",
+        ] {
+            let once = scrub(text);
+            assert_eq!(scrub(&once), once, "{text}");
+        }
+        assert_eq!(scrub("https://bob:s3cret@example.com/x"), "https://bob:[REDACTED]@example.com/x");
+    }
+
     #[test]
     fn secret_values_anywhere() {
         assert_eq!(scrub("paid with 4111-1111-1111-1111 ok"), "paid with [REDACTED] ok");
@@ -420,6 +463,7 @@ mod tests {
         assert_eq!(scrub("x=1234567890123 4539578763621486"), "x=1234567890123 [REDACTED]");
         assert_eq!(scrub("h: Bearer%20abcdefghijklmnop"), "h: Bearer%20[REDACTED]");
         assert_eq!(scrub("card 4111111111111112"), "card 4111111111111112", "not Luhn-valid");
+        assert_eq!(scrub("card 4111 1111 1111 1111 2024 ok"), "card [REDACTED] 2024 ok", "followed by a year");
         assert_eq!(scrub("ts 1700000000123"), "ts 1700000000123", "epoch millis are not cards");
         assert_eq!(scrub("ssn 078-05-1120."), "ssn [REDACTED].");
         assert_eq!(scrub("h: Bearer abcdefghijklmnop"), "h: Bearer [REDACTED]");

@@ -58,12 +58,13 @@ fn zone(s: &[u8]) -> Option<(i64, usize)> {
 }
 
 fn assemble((y, mo, d): (i64, u32, u32), (h, mi, s): (u32, u32, u32), ms: i64, off: i64) -> Option<i64> {
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    // Four-digit years only: a longer run of digits is not a date, and would overflow below.
+    if !(0..=9999).contains(&y) || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s) - off;
-    Some(secs * 1000 + ms)
+    secs.checked_mul(1000)?.checked_add(ms)
 }
 
 /// `10/Oct/2000:13:55:36 -0700` (common log format), also with a fraction or without a zone.
@@ -183,6 +184,14 @@ mod tests {
         assert_eq!(parse_clf("10/Oct/2000:20:55:36"), Some(971_211_336_000));
         assert_eq!(parse_clf("25/Sep/2018:06:05:27.584"), Some(1_537_855_527_584));
         assert_eq!(parse_clf("99/Foo/2000:13:55:36 -0700"), None);
+    }
+
+    /// Found by the `parse` fuzz target: a ten-digit year overflowed the milliseconds.
+    #[test]
+    fn years_beyond_four_digits_are_not_dates() {
+        assert_eq!(parse_ctime("Sat Jun 01 11:23:08 2011111113"), None);
+        assert_eq!(parse_any("Sat Jun 01 11:23:08 2011111113"), None);
+        assert_eq!(parse_ctime("Sat Jun 01 11:23:08 2011"), Some(1_306_927_388_000));
     }
 
     #[test]
