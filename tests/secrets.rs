@@ -1,6 +1,8 @@
 //! No secret reaches disk: lines carrying passwords, tokens, card numbers, SSNs, JWTs and keys
 //! are searchable by their other fields, and not one planted secret appears in any file under
-//! the data directory, in search results, or in the daemon's own log.
+//! the data directory (the index, the ClickHouse spool, the alert outbox), in search results,
+//! or in the daemon's own log. The sink and the alert receiver are unreachable, so what they
+//! would have been sent stays on disk to be scanned.
 
 mod common;
 
@@ -24,6 +26,8 @@ const SECRETS: &[&str] = &[
     "PlantedCookieValue42",
     "PlantedDbPass88",
 ];
+/// In a failing request of now, which the alert carries among its sample events.
+const ALERT_SECRET: &str = "PlantedAlertPass61";
 
 fn lines() -> Vec<String> {
     let s = SECRETS;
@@ -69,15 +73,47 @@ fn files_containing(dir: &Path, needle: &[u8], out: &mut Vec<String>) {
 fn planted_secrets_never_reach_disk_results_or_logs() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (logs, glob) = common::logs_dir(tmp.path());
-    let d = Daemon::tailing(tmp.path(), &glob);
     let (data, daemon_log) = (tmp.path().join("data"), tmp.path().join("d.log"));
+    // Port 9 on loopback refuses: events wait in the spool, notifications in the outbox.
+    let rules = tmp.path().join("alerts.toml");
+    std::fs::write(
+        &rules,
+        "[[alert]]\nname = \"AnyFailure\"\nkind = \"error_rate\"\nper = \"route\"\nwindow = \"1h\"\nthreshold = 0\nmin_requests = 1\n",
+    )
+    .expect("rules");
+    let cfg = tmp.path().join("lw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[clickhouse]\nenabled = true\nurl = \"http://127.0.0.1:9\"\n[alerts]\nevaluation_interval = \"300ms\"\nrules_file = {rules:?}\n[[alerts.receivers]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n"
+        ),
+    )
+    .expect("config");
+    let args = [
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--tail",
+        &glob,
+        "--read-from",
+        "beginning",
+    ];
+    let d = Daemon::start(&args, &daemon_log);
 
     let mut f = OpenOptions::new().create(true).append(true).open(logs.join("app.log")).expect("open");
     for l in lines() {
         writeln!(f, "{l}").expect("write");
     }
+    // A failure now, with a secret, so that the alert fires with it among its samples.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    writeln!(
+        f,
+        r#"{{"time":{now},"method":"GET","url":"/boom?password={ALERT_SECRET}","status":500,"ip":"10.1.0.9"}}"#
+    )
+    .expect("write");
     f.flush().expect("flush");
-    let n = lines().len() as u64;
+    let n = lines().len() as u64 + 1;
     assert_eq!(d.wait_total("*", n, Duration::from_secs(30)), n);
 
     // Searchable by their other fields.
@@ -87,7 +123,7 @@ fn planted_secrets_never_reach_disk_results_or_logs() {
         ("user_agent:three", 1),
         (r#"path:"/pay""#, 2),
         (r#"path:"/keys""#, 1),
-        ("status:500", 1),
+        ("status:500", 2),
     ] {
         assert_eq!(d.total(query), expect, "{query}");
     }
@@ -100,7 +136,15 @@ fn planted_secrets_never_reach_disk_results_or_logs() {
         let phrase = format!("\"{secret}\"");
         assert_eq!(d.total(&phrase), 0, "{secret} is in the term index");
     }
+    // The alert fired, and its notification waits in the outbox with samples.
+    let state = data.join("alerts").join("state.json");
+    common::wait_for("the alert's notification in the outbox", Duration::from_secs(30), || {
+        std::fs::read_to_string(&state).ok().filter(|s| s.contains("AnyFailure") && s.contains("/boom"))
+    });
     d.stop();
+    let mut spooled = Vec::new();
+    files_containing(&data.join("spool"), b"/login", &mut spooled);
+    assert!(!spooled.is_empty(), "the events wait in the spool");
 
     let log = std::fs::read_to_string(&daemon_log).expect("daemon log");
     assert!(log.contains("following file"), "the daemon log was captured");
@@ -110,4 +154,8 @@ fn planted_secrets_never_reach_disk_results_or_logs() {
         assert!(found.is_empty(), "{secret} found on disk in {found:?}");
         assert!(!log.contains(secret), "{secret} is in the daemon's log");
     }
+    let mut found = Vec::new();
+    files_containing(&data, ALERT_SECRET.as_bytes(), &mut found);
+    assert!(found.is_empty(), "the alert's sample secret found on disk in {found:?}");
+    assert!(!log.contains(ALERT_SECRET));
 }
