@@ -146,7 +146,9 @@ impl Redactor {
             self.scrub_in_place(field);
         }
         for (name, value) in ev.headers.iter_mut() {
-            if self.is_sensitive_key(&normalise(name)) {
+            if name.eq_ignore_ascii_case("cookie") {
+                *value = self.redact_cookies(value);
+            } else if self.is_sensitive_key(&normalise(name)) {
                 *value = self.replacement_for(value);
             } else {
                 self.scrub_in_place(value);
@@ -218,6 +220,23 @@ impl Redactor {
         }
         out.push_str(&text[pos..]);
         Some(out)
+    }
+
+    /// A `Cookie` header, cookie by cookie: a value goes when its name is sensitive or when it
+    /// looks like a token (session ids, JWTs: anything long without markup or spaces). Names,
+    /// and short or structured values, stay (scrubbed like any text): that is where attacks
+    /// hide, and the rules must see them.
+    fn redact_cookies(&self, header: &str) -> String {
+        let cookies: Vec<String> = header
+            .split(';')
+            .map(|part| match part.split_once('=') {
+                Some((name, value)) if self.is_sensitive_key(&normalise(name)) || token_like(value) => {
+                    format!("{name}={}", self.replacement_for(value))
+                }
+                _ => self.scrub(part).unwrap_or_else(|| part.to_string()),
+            })
+            .collect();
+        cookies.join(";")
     }
 
     fn replacement_for(&self, secret: &str) -> String {
@@ -359,6 +378,13 @@ fn bounded(text: &str, start: usize, end: usize) -> bool {
     (start == 0 || !word(b[start - 1]) || escaped) && (end == b.len() || !word(b[end]))
 }
 
+/// Whether a cookie value looks like a token: eight or more characters of the alphabets
+/// tokens are written in (base64, hex, URL-encoded, JWT), nothing else.
+fn token_like(value: &str) -> bool {
+    let v = value.trim().trim_matches('"');
+    v.len() >= 8 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_.%:-~".contains(&b))
+}
+
 /// Offset of the token in `Bearer <token>`, past the separator (spaces, `+` or `%20`).
 fn bearer_token_start(m: &str) -> usize {
     let rest = &m[6..];
@@ -426,6 +452,19 @@ mod tests {
         );
         assert_eq!(scrub("Authorization: Basic dXNlcjpwYXNz"), "Authorization: [REDACTED]");
         assert_eq!(scrub("Cookie: sid=1; theme=dark"), "Cookie: [REDACTED]");
+        // In the headers of an event, cookie by cookie: tokens go, markup stays for the rules.
+        let ev = Event {
+            headers: [(
+                "Cookie".to_string(),
+                "sid=abc; theme=dark; _gh_sess=Zm9vYmFyYmF6cXV4; x=<script>alert(1)</script>; token=12".to_string(),
+            )]
+            .into(),
+            ..Event::default()
+        };
+        assert_eq!(
+            r().redact(ev).event().headers["Cookie"],
+            "sid=abc; theme=dark; _gh_sess=[REDACTED]; x=<script>alert(1)</script>; token=[REDACTED]"
+        );
         assert_eq!(scrub("x-internal=zzz"), "x-internal=[REDACTED]");
         assert_eq!(scrub(r#"msg="{\"password\":\"p4ss\"}""#), r#"msg="{\"password\":\"[REDACTED]\"}""#);
         assert_eq!(scrub(r#"{"ssn": 123456789}"#), r#"{"ssn": [REDACTED]}"#);

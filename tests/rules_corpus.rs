@@ -88,7 +88,7 @@ fn rule_pack_detection_and_false_positives() {
     };
 
     for (family, file, floor) in
-        [("sqli", "sqli", 75.0), ("xss", "xss", 70.0), ("cmdi", "rce", 30.0), ("traversal", "lfi", 55.0)]
+        [("sqli", "sqli", 78.0), ("xss", "xss", 90.0), ("cmdi", "rce", 71.0), ("traversal", "lfi", 100.0)]
     {
         let all = cases(&a.join(format!("crs/{file}.jsonl")));
         let t =
