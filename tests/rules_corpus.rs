@@ -88,7 +88,7 @@ fn rule_pack_detection_and_false_positives() {
     };
 
     for (family, file, floor) in
-        [("sqli", "sqli", 78.0), ("xss", "xss", 90.0), ("cmdi", "rce", 71.0), ("traversal", "lfi", 100.0)]
+        [("sqli", "sqli", 92.0), ("xss", "xss", 90.0), ("cmdi", "rce", 71.0), ("traversal", "lfi", 100.0)]
     {
         let all = cases(&a.join(format!("crs/{file}.jsonl")));
         let t =
@@ -110,7 +110,7 @@ fn rule_pack_detection_and_false_positives() {
             t.benign
         ));
     }
-    for (family, floor) in [("sqli", 93.5), ("xss", 96.0)] {
+    for (family, floor) in [("sqli", 96.0), ("xss", 96.0)] {
         let t = tally(&cases(&a.join(format!("libinjection/{family}.jsonl"))), |_| true);
         check(
             &mut report,
