@@ -379,10 +379,15 @@ fn bounded(text: &str, start: usize, end: usize) -> bool {
 }
 
 /// Whether a cookie value looks like a token: eight or more characters of the alphabets
-/// tokens are written in (base64, hex, URL-encoded, JWT), nothing else.
+/// tokens are written in (base64, hex, URL-encoded, JWT), nothing else, and no encoded angle
+/// bracket (a token never holds markup; a payload does).
 fn token_like(value: &str) -> bool {
     let v = value.trim().trim_matches('"');
-    v.len() >= 8 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_.%:-~".contains(&b))
+    let markup = || {
+        let lower = v.to_ascii_lowercase();
+        lower.contains("%3c") || lower.contains("%3e")
+    };
+    v.len() >= 8 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_.%:-~".contains(&b)) && !markup()
 }
 
 /// Offset of the token in `Bearer <token>`, past the separator (spaces, `+` or `%20`).
@@ -456,14 +461,15 @@ mod tests {
         let ev = Event {
             headers: [(
                 "Cookie".to_string(),
-                "sid=abc; theme=dark; _gh_sess=Zm9vYmFyYmF6cXV4; x=<script>alert(1)</script>; token=12".to_string(),
+                "sid=abc; theme=dark; _gh_sess=Zm9vYmFyYmF6cXV4; x=<script>alert(1)</script>; token=12; p=12%3Cb%3E"
+                    .to_string(),
             )]
             .into(),
             ..Event::default()
         };
         assert_eq!(
             r().redact(ev).event().headers["Cookie"],
-            "sid=abc; theme=dark; _gh_sess=[REDACTED]; x=<script>alert(1)</script>; token=[REDACTED]"
+            "sid=abc; theme=dark; _gh_sess=[REDACTED]; x=<script>alert(1)</script>; token=[REDACTED]; p=12%3Cb%3E"
         );
         assert_eq!(scrub("x-internal=zzz"), "x-internal=[REDACTED]");
         assert_eq!(scrub(r#"msg="{\"password\":\"p4ss\"}""#), r#"msg="{\"password\":\"[REDACTED]\"}""#);

@@ -1,6 +1,6 @@
 //! Detection and false positives of the built-in rule pack on the third-party corpus. Prints
-//! the figures README reports and fails when one drops below its floor. The floors are the
-//! figures measured when they were last raised, not the targets; see README for both.
+//! the figures README reports and fails when one drops below its floor: the targets (95 %
+//! detected; false positives at most 3 % of libinjection's list and 0.5 % of normal traffic).
 
 mod common;
 
@@ -88,7 +88,7 @@ fn rule_pack_detection_and_false_positives() {
     };
 
     for (family, file, floor) in
-        [("sqli", "sqli", 92.0), ("xss", "xss", 90.0), ("cmdi", "rce", 71.0), ("traversal", "lfi", 100.0)]
+        [("sqli", "sqli", 95.0), ("xss", "xss", 95.0), ("cmdi", "rce", 95.0), ("traversal", "lfi", 95.0)]
     {
         let all = cases(&a.join(format!("crs/{file}.jsonl")));
         let t =
@@ -110,7 +110,7 @@ fn rule_pack_detection_and_false_positives() {
             t.benign
         ));
     }
-    for (family, floor) in [("sqli", 96.0), ("xss", 96.0)] {
+    for (family, floor) in [("sqli", 95.0), ("xss", 95.0)] {
         let t = tally(&cases(&a.join(format!("libinjection/{family}.jsonl"))), |_| true);
         check(
             &mut report,
