@@ -16,7 +16,7 @@ pub mod routes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -423,31 +423,95 @@ struct Buckets {
     keys: Vec<Key>,
     minutes: BTreeMap<i64, Bucket>,
     hours: BTreeMap<i64, Bucket>,
+    /// Counts the flushes; `written` holds, per hour, the flush that last wrote into it.
+    version: u64,
+    written: BTreeMap<i64, u64>,
+}
+
+/// A range of minutes as whole hours `[first, last)` and the minutes at either edge.
+fn whole_hours(from: i64, to: i64) -> (i64, i64) {
+    (from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0), to.div_euclid(60))
 }
 
 impl Buckets {
-    /// The series of minutes `[from, to)` by key id: whole hours from the roll-ups, the edges
-    /// by minute. With `only`, just those keys, looked up rather than scanned for.
-    fn between<'a>(&'a self, from: i64, to: i64, only: Option<&[u32]>) -> Vec<(u32, &'a Series)> {
+    /// The series of minutes `[from, to)` by key id: whole hours from the roll-ups (or from
+    /// `span`, those hours already merged per key), the edges by minute. With `only`, just
+    /// those keys, looked up rather than scanned for.
+    fn between<'a>(
+        &'a self,
+        from: i64,
+        to: i64,
+        only: Option<&[u32]>,
+        span: Option<&'a Span>,
+    ) -> Vec<(u32, &'a Series)> {
+        fn add<'a>(out: &mut Vec<(u32, &'a Series)>, b: &'a Bucket, only: Option<&[u32]>) {
+            match only {
+                Some(ids) => out.extend(ids.iter().filter_map(|id| b.get(id).map(|s| (*id, s)))),
+                None => out.extend(b.iter().map(|(id, s)| (*id, s))),
+            }
+        }
         let mut out = Vec::new();
-        let mut add = |map: &'a BTreeMap<i64, Bucket>, lo: i64, hi: i64| {
+        let range = |map: &'a BTreeMap<i64, Bucket>, lo: i64, hi: i64, out: &mut Vec<(u32, &'a Series)>| {
             for b in map.range(lo..hi).map(|(_, b)| b) {
-                match only {
-                    Some(ids) => out.extend(ids.iter().filter_map(|id| b.get(id).map(|s| (*id, s)))),
-                    None => out.extend(b.iter().map(|(id, s)| (*id, s))),
-                }
+                add(out, b, only);
             }
         };
-        let first_hour = from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0);
-        let last_hour = to.div_euclid(60);
+        let (first_hour, last_hour) = whole_hours(from, to);
         if first_hour < last_hour {
-            add(&self.minutes, from, first_hour * 60);
-            add(&self.hours, first_hour, last_hour);
-            add(&self.minutes, last_hour * 60, to);
+            range(&self.minutes, from, first_hour * 60, &mut out);
+            match span {
+                Some(s) => add(&mut out, &s.series, only),
+                None => range(&self.hours, first_hour, last_hour, &mut out),
+            }
+            range(&self.minutes, last_hour * 60, to, &mut out);
         } else {
-            add(&self.minutes, from, to);
+            range(&self.minutes, from, to, &mut out);
         }
         out
+    }
+
+    /// The last flush that wrote into hours `[first, last)`: a span built since is current.
+    fn stamp(&self, first: i64, last: i64) -> u64 {
+        self.written.range(first..last).map(|(_, v)| *v).max().unwrap_or(0)
+    }
+}
+
+/// Ranges with at least this many whole hours use (and keep) a [`Span`].
+const SPAN_MIN_HOURS: i64 = 6;
+/// Spans kept: "the last 24 hours" and a few other ranges a dashboard asks for.
+const SPANS_KEPT: usize = 3;
+
+/// Whole hours merged per key, kept for the next query over the same hours: "the last 24
+/// hours" asked again (a dashboard refreshing) then merges one series per key and the edge
+/// minutes, instead of every hour of every key. Valid while no flush writes into its hours.
+struct Span {
+    first: i64,
+    last: i64,
+    stamp: u64,
+    series: Bucket,
+}
+
+impl Span {
+    fn build(b: &Buckets, first: i64, last: i64) -> Span {
+        let mut per_key: HashMap<u32, Vec<&Series>> = HashMap::new();
+        for bucket in b.hours.range(first..last).map(|(_, b)| b) {
+            for (id, s) in bucket {
+                per_key.entry(*id).or_default().push(s);
+            }
+        }
+        let mut q = Quantiles::default();
+        let series = per_key
+            .into_iter()
+            .map(|(id, parts)| {
+                let mut s = Series::default();
+                for p in &parts {
+                    s.add_counts(p);
+                }
+                s.latency = q.sum(parts.iter().map(|p| &p.latency));
+                (id, s)
+            })
+            .collect();
+        Span { first, last, stamp: b.stamp(first, last), series }
     }
 }
 
@@ -455,6 +519,7 @@ impl Buckets {
 #[derive(Default)]
 pub struct Stats {
     buckets: RwLock<Buckets>,
+    spans: Mutex<Vec<Arc<Span>>>,
     /// Events whose route was folded into `other` by the cap, since the start.
     pub folded_routes: Arc<AtomicU64>,
     pub thresholds: Thresholds,
@@ -508,8 +573,31 @@ impl Stats {
         // A narrow filter (one route) looks its few keys up in each bucket instead of
         // scanning every key of every bucket.
         let only = (grouping.selected.len() * 8 < b.keys.len()).then_some(&grouping.selected[..]);
-        let series = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, only);
+        let (from, to) = (range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS);
+        let span = self.span(&b, from, to);
+        let series = b.between(from, to, only, span.as_deref());
         grouping.report(series.into_iter(), group_by, range.seconds())
+    }
+
+    /// The span of the whole hours of `[from, to)`, kept or built, when there are enough.
+    fn span(&self, b: &Buckets, from: i64, to: i64) -> Option<Arc<Span>> {
+        let (first, last) = whole_hours(from, to);
+        if last - first < SPAN_MIN_HOURS {
+            return None;
+        }
+        let stamp = b.stamp(first, last);
+        let current = |s: &&Arc<Span>| s.first == first && s.last == last && s.stamp == stamp;
+        if let Some(s) = self.spans.lock().expect("span cache").iter().find(current) {
+            return Some(s.clone());
+        }
+        let built = Arc::new(Span::build(b, first, last));
+        let mut spans = self.spans.lock().expect("span cache");
+        spans.retain(|s| s.first != first || s.last != last);
+        if spans.len() >= SPANS_KEPT {
+            spans.remove(0);
+        }
+        spans.push(built.clone());
+        Some(built)
     }
 
     /// The oldest and newest minute with data (ms), if any.
@@ -608,6 +696,7 @@ impl Recorder {
     pub fn move_into(&mut self, stats: Arc<Stats>) {
         let built = std::mem::take(&mut *self.stats.buckets.write().expect("stats lock"));
         *stats.buckets.write().expect("stats lock") = built;
+        stats.spans.lock().expect("span cache").clear();
         self.stats = stats;
     }
 
@@ -657,8 +746,12 @@ impl Recorder {
         }
         let mut b = self.stats.buckets.write().expect("stats lock");
         b.keys.append(&mut self.new_keys);
+        b.version += 1;
+        let version = b.version;
         for ((minute, id), s) in self.pending.drain() {
-            b.hours.entry(minute.div_euclid(60)).or_default().entry(id).or_default().merge(&s);
+            let hour = minute.div_euclid(60);
+            b.written.insert(hour, version);
+            b.hours.entry(hour).or_default().entry(id).or_default().merge(&s);
             match b.minutes.entry(minute).or_default().entry(id) {
                 std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
                 std::collections::hash_map::Entry::Vacant(e) => {
@@ -674,6 +767,8 @@ impl Recorder {
         let mut b = self.stats.buckets.write().expect("stats lock");
         b.minutes = b.minutes.split_off(&minute);
         b.hours = b.hours.split_off(&minute.div_euclid(60));
+        b.written = b.written.split_off(&minute.div_euclid(60));
+        self.stats.spans.lock().expect("span cache").clear();
     }
 }
 
@@ -732,6 +827,70 @@ mod tests {
         assert_eq!(stats.report(all, &f, GroupBy::Status).total.count, 26);
         r.drop_before(t0 + 3_600_000);
         assert_eq!(stats.report(all, &Filter::default(), GroupBy::None).total.count, 120);
+    }
+
+    /// The report of a long range through a kept span is exactly the report from the hourly
+    /// buckets, also after late events land in one of its hours (which rebuilds the span).
+    #[test]
+    fn a_kept_span_answers_exactly_what_the_hours_do() {
+        let stats = Arc::new(Stats::default());
+        let mut r = Recorder::new(stats.clone());
+        let t0 = 1_764_000_000_000; // on the hour
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut record = |r: &mut Recorder, from_min: i64, to_min: i64, n: usize| {
+            for _ in 0..n {
+                let v = next();
+                let ts = t0 + (from_min + (v % (to_min - from_min) as u64) as i64) * MINUTE_MS;
+                let route = format!("/r{}", v % 37);
+                let status = if v % 11 == 0 { 503 } else { 200 };
+                r.record(&event(ts, &route, status, Some((v >> 40) as f64 / 1e4)));
+            }
+            r.flush();
+        };
+        record(&mut r, 0, 30 * 60, 20_000);
+        // The last 24 hours, not on the hour.
+        let range = MinuteRange::covering(t0 + (5 * 60 + 17) * MINUTE_MS, t0 + (29 * 60 + 17) * MINUTE_MS);
+        let from_hours = |stats: &Stats| {
+            let b = stats.buckets.read().unwrap();
+            let grouping = Grouping::new(&b.keys, &Filter::default(), GroupBy::Route);
+            let series = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None, None);
+            grouping.report(series.into_iter(), GroupBy::Route, range.seconds())
+        };
+        let sorted = |mut rep: Report| {
+            rep.groups.sort_by(|a, b| a.key.cmp(&b.key));
+            serde_json::to_string(&rep).unwrap()
+        };
+        let first = sorted(stats.report(range, &Filter::default(), GroupBy::Route));
+        assert_eq!(stats.spans.lock().unwrap().len(), 1, "the span is kept");
+        assert_eq!(first, sorted(from_hours(&stats)));
+        assert_eq!(sorted(stats.report(range, &Filter::default(), GroupBy::Route)), first, "kept span, same answer");
+        // New minutes of the current (partial) hour do not touch the span; late ones do.
+        record(&mut r, 29 * 60, 29 * 60 + 10, 500);
+        let stamp = stats.spans.lock().unwrap()[0].stamp;
+        let now = sorted(stats.report(range, &Filter::default(), GroupBy::Route));
+        assert_eq!(stats.spans.lock().unwrap()[0].stamp, stamp, "still the same span");
+        assert_eq!(now, sorted(from_hours(&stats)));
+        record(&mut r, 12 * 60, 13 * 60, 700);
+        let late = sorted(stats.report(range, &Filter::default(), GroupBy::Route));
+        assert_ne!(late, now, "late events count");
+        assert_eq!(late, sorted(from_hours(&stats)));
+        // Filters go through the span too.
+        let f = Filter { route: Some("/r3".into()), ..Filter::default() };
+        let one = stats.report(range, &f, GroupBy::None).total;
+        let b = stats.buckets.read().unwrap();
+        let g = Grouping::new(&b.keys, &f, GroupBy::None);
+        let expected = g.report(
+            b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None, None).into_iter(),
+            GroupBy::None,
+            range.seconds(),
+        );
+        assert_eq!(one, expected.total);
     }
 
     #[test]
