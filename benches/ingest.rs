@@ -60,6 +60,8 @@ fn main() {
     if std::env::args().skip(1).any(|a| a == "--list" || (!a.starts_with("--") && a != "ingest")) {
         return;
     }
+    // As the daemon does: four malloc arenas (see the function).
+    logwarden::limit_malloc_arenas();
     let lines: u64 = std::env::var("LOGWARDEN_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = tmp.path().join("access.log");

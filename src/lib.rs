@@ -34,3 +34,19 @@ pub mod rules;
 pub mod sink;
 pub mod source;
 pub mod stats;
+
+/// glibc gives each thread that allocates an arena of its own (up to eight per core), and memory
+/// freed by the pipeline's threads stays spread over them. `cargo bench --bench ingest` peaked
+/// at 558 MiB; with four arenas 439 MiB at the same speed and CPU time; with two, 386 MiB but
+/// 40 % more CPU spent waiting on the allocator's locks. Four arenas, then, unless
+/// `MALLOC_ARENA_MAX` says otherwise. Call it first, before any thread starts.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt takes the allocator's own locks and only sets one of its tuning
+        // parameters; no memory is touched.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 4);
+        }
+    }
+}

@@ -21,6 +21,7 @@ fn init_logging(level: &str) {
 }
 
 fn main() -> Result<()> {
+    logwarden::limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::Run { common, listen, tail, format, read_from, stdin, role } => {
