@@ -196,6 +196,9 @@ impl Redactor {
                 Pattern::UrlPassword => {
                     let colon = start + text[start..end].rfind(':').unwrap_or(0);
                     spans.push((colon + 1, end - 1));
+                    // The user part stays, so look into it too (a card number, a key); the
+                    // next URL password can only start after this one's `://`.
+                    at = start + text[start..end].find("://").map_or(end - start, |i| i + 3);
                 }
                 Pattern::Bearer => spans.push((start + bearer_token_start(&text[start..end]), end)),
                 _ => spans.push((start, end)),
@@ -494,6 +497,8 @@ mod tests {
             "https://bob:s3cret@example.com/ and again https://bob:[REDACTED]@example.com/",
             // A Luhn-valid run followed by more digit groups.
             "327.0 259 1846 -% 2365 1408 74 4442 2365 4441408 47 320 432",
+            // Found by the fuzzer: a card number in the user part of a URL with a password.
+            "http://play4444444444444-84444com::::x::::pw@host/",
         ] {
             let once = scrub(text);
             assert_eq!(scrub(&once), once, "{text}");
