@@ -18,22 +18,10 @@ const SECRET: &str = "hunter2-abuse-secret";
 
 fn start(tmp: &Path) -> (Daemon, std::path::PathBuf) {
     let (logs, glob) = common::logs_dir(tmp);
-    let cfg = tmp.join("lw.toml");
     // A rate limit above what the load reaches: this measures the server, not the limiter
     // (tests/api.rs checks the limiter).
-    std::fs::write(&cfg, "[api]\nrate_limit_per_minute = 10000000\nmax_concurrent_requests = 256\n").expect("config");
-    let data = tmp.join("data");
-    let args = [
-        "--config",
-        cfg.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--tail",
-        &glob,
-        "--read-from",
-        "beginning",
-    ];
-    (Daemon::start(&args, &tmp.join("d.log")), logs.join("access.log"))
+    let config = "[api]\nrate_limit_per_minute = 10000000\nmax_concurrent_requests = 256\n";
+    (Daemon::with_config(tmp, config, &tmp.join("data"), &glob), logs.join("access.log"))
 }
 
 /// Appends `per_tick` lines every 50 ms until `stop`, with a secret in every tenth; returns

@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use common::{Daemon, line};
-use logwarden::index::Catalog;
-use logwarden::index::search::SearchRequest;
 
 const TOTAL: u64 = 200_000;
 const CHUNK: u64 = 2_000;
@@ -76,17 +73,7 @@ fn rotation_truncation_and_sigkill_lose_and_double_nothing() {
     d.stop();
     println!("indexed {total} events for {TOTAL} lines (saw {seen} when waiting)");
 
-    let catalog = Catalog::open(&data.join("index")).expect("open index");
-    let mut counts: HashMap<u64, u32> = HashMap::new();
-    let req = SearchRequest { query: "*".into(), from_ms: None, to_ms: None, limit: 1, ..Default::default() };
-    catalog
-        .export(&req, |hit| {
-            let path = hit["path"].as_str().expect("every line parsed");
-            let seq: u64 = path.trim_start_matches("/item/").parse().expect("seq in path");
-            *counts.entry(seq).or_default() += 1;
-            true
-        })
-        .expect("export");
+    let counts = common::seq_counts(&data.join("index"));
     let missing: Vec<u64> = (0..TOTAL).filter(|s| !counts.contains_key(s)).collect();
     let doubled: Vec<(u64, u32)> = counts.iter().filter(|(_, c)| **c > 1).map(|(s, c)| (*s, *c)).collect();
     println!(

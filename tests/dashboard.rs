@@ -48,6 +48,14 @@ fn load(browser: &str, profile: &Path, url: &str, shot: Option<&Path>) -> String
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `t` (epoch seconds) as a common log format time: `29/Nov/2026:10:00:00 +0000`.
+fn clf_time(t: i64) -> String {
+    let (y, m, d) = logwarden::parse::timestamp::civil_from_days(t.div_euclid(86400));
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
+    let secs = t.rem_euclid(86400);
+    format!("{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 fn attr<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
     let at = dom.find(&format!("{name}=\""))? + name.len() + 2;
     dom[at..].split('"').next()
@@ -78,32 +86,19 @@ fn dashboard_pages_in_headless_chromium() {
             1..=3 => ("/search", 200),
             _ => ("/api/users/42", 200),
         };
-        let days = t.div_euclid(86400);
-        let (y, m, d) = logwarden::parse::timestamp::civil_from_days(days);
-        let month =
-            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
-        let secs = t.rem_euclid(86400);
         text.push_str(&format!(
-            "10.0.0.{} - - [{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000] \"GET {route} HTTP/1.1\" {status} 100 \"-\" \"Mozilla/5.0\" 0.{:03}\n",
+            "10.0.0.{} - - [{}] \"GET {route} HTTP/1.1\" {status} 100 \"-\" \"Mozilla/5.0\" 0.{:03}\n",
             i % 50,
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
+            clf_time(t),
             (i * 37) % 1000
         ));
     }
     // Twelve injection attempts from one client, an hour ago.
     for k in 0..12i64 {
         let t = now - 3600 + k;
-        let (y, m, d) = logwarden::parse::timestamp::civil_from_days(t.div_euclid(86400));
-        let month =
-            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
-        let secs = t.rem_euclid(86400);
         text.push_str(&format!(
-            "203.0.113.77 - - [{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000] \"GET /search?q=1%27%20UNION%20SELECT%20password%20FROM%20users-- HTTP/1.1\" 200 10 \"-\" \"sqlmap/1.7\" 0.004\n",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
+            "203.0.113.77 - - [{}] \"GET /search?q=1%27%20UNION%20SELECT%20password%20FROM%20users-- HTTP/1.1\" 200 10 \"-\" \"sqlmap/1.7\" 0.004\n",
+            clf_time(t)
         ));
     }
     std::fs::write(logs.join("access.log"), text).expect("write");
@@ -262,15 +257,9 @@ fn the_overview_stays_bounded_with_two_thousand_routes() {
     let mut text = String::new();
     for i in 0..4000i64 {
         let t = now - 1800 + i / 4;
-        let (y, m, d) = logwarden::parse::timestamp::civil_from_days(t.div_euclid(86400));
-        let month =
-            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
-        let secs = t.rem_euclid(86400);
         text.push_str(&format!(
-            "10.0.0.1 - - [{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000] \"GET /r{}/items HTTP/1.1\" 200 10 \"-\" \"t\" 0.0{:02}\n",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
+            "10.0.0.1 - - [{}] \"GET /r{}/items HTTP/1.1\" 200 10 \"-\" \"t\" 0.0{:02}\n",
+            clf_time(t),
             i % 2000,
             i % 100
         ));
@@ -296,10 +285,7 @@ fn html_in_log_lines_is_shown_as_text_never_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (logs, glob) = logs_dir(tmp.path());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (y, m, d) = logwarden::parse::timestamp::civil_from_days(now.div_euclid(86400));
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m as usize - 1];
-    let secs = now.rem_euclid(86400) - 60;
-    let ts = format!("{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000", secs / 3600, secs / 60 % 60, secs % 60);
+    let ts = clf_time(now - 60);
     let payload = "/<img/src=x/onerror=document.body.setAttribute('data-owned','yes')>";
     let lines = [
         format!(

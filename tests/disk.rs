@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,8 +13,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Daemon, TOKEN, line, request, wait_for};
-use logwarden::index::Catalog;
-use logwarden::index::search::SearchRequest;
 
 const CHUNK: u64 = 3_000;
 const IMAGE_MB: u64 = 64;
@@ -106,19 +103,7 @@ fn append(path: &Path, from: u64, to: u64) {
 }
 
 fn start(tmp: &Path, data: &Path, glob: &str, min_free_mb: u64) -> Daemon {
-    let cfg = tmp.join(format!("logwarden-{min_free_mb}.toml"));
-    fs::write(&cfg, format!("[index]\nmin_free_mb = {min_free_mb}\n")).expect("write config");
-    let args = [
-        "--config",
-        cfg.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--tail",
-        glob,
-        "--read-from",
-        "beginning",
-    ];
-    Daemon::start(&args, &tmp.join("daemon.log"))
+    Daemon::with_config(tmp, &format!("[index]\nmin_free_mb = {min_free_mb}\n"), data, glob)
 }
 
 /// Waits until `/health` answers 503 "paused", and returns `/health/detailed`'s message.
@@ -208,7 +193,7 @@ fn a_full_or_read_only_disk_pauses_reading_and_ingestion_resumes_without_loss() 
     assert_eq!(stats["total"]["count"], 4 * CHUNK, "{stats}");
     d.kill9();
 
-    let daemon_log = fs::read_to_string(tmp.path().join("daemon.log")).expect("daemon log");
+    let daemon_log = fs::read_to_string(tmp.path().join("d.log")).expect("daemon log");
     let paused = daemon_log.matches("ingestion paused").count();
     let resumed = daemon_log.matches("ingestion resumes from the last commit").count();
     println!("the daemon's log: {paused} pauses, {resumed} resumptions");
@@ -216,16 +201,7 @@ fn a_full_or_read_only_disk_pauses_reading_and_ingestion_resumes_without_loss() 
     assert!(!daemon_log.contains("panicked at"), "{daemon_log}");
 
     // The index opens, and holds every line exactly once.
-    let catalog = Catalog::open(&data.join("index")).expect("the index opens after all that");
-    let mut counts: HashMap<u64, u32> = HashMap::new();
-    let req = SearchRequest { query: "*".into(), limit: 1, ..Default::default() };
-    catalog
-        .export(&req, |hit| {
-            let seq: u64 = hit["path"].as_str().expect("parsed").trim_start_matches("/item/").parse().expect("seq");
-            *counts.entry(seq).or_default() += 1;
-            true
-        })
-        .expect("export");
+    let counts = common::seq_counts(&data.join("index"));
     let missing = (0..4 * CHUNK).filter(|s| !counts.contains_key(s)).count();
     let doubled = counts.values().filter(|c| **c > 1).count();
     println!("{} lines, {} indexed, {missing} missing, {doubled} doubled", 4 * CHUNK, counts.len());

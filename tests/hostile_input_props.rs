@@ -56,8 +56,7 @@ proptest! {
 
     #[test]
     fn transforms_and_rules_never_panic(text in loggy()) {
-        use Transform::*;
-        let _ = apply(&text, &[UrlDecode, UnicodeDecode, HtmlEntityDecode, Lowercase, CompressWhitespace, RemoveComments, RemoveNulls, NormalizePath, Base64Decode]);
+        let _ = apply(&text, &Transform::ALL);
         let ev = Event { method: Some("GET".into()), path: Some(text.clone()), query: Some(text.clone()), user_agent: Some(text.clone()), ..Event::default() };
         let _ = detector().tags(&ev);
     }

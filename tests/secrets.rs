@@ -81,25 +81,10 @@ fn planted_secrets_never_reach_disk_results_or_logs() {
         "[[alert]]\nname = \"AnyFailure\"\nkind = \"error_rate\"\nper = \"route\"\nwindow = \"1h\"\nthreshold = 0\nmin_requests = 1\n",
     )
     .expect("rules");
-    let cfg = tmp.path().join("lw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[clickhouse]\nenabled = true\nurl = \"http://127.0.0.1:9\"\n[alerts]\nevaluation_interval = \"300ms\"\nrules_file = {rules:?}\n[[alerts.receivers]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n"
-        ),
-    )
-    .expect("config");
-    let args = [
-        "--config",
-        cfg.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--tail",
-        &glob,
-        "--read-from",
-        "beginning",
-    ];
-    let d = Daemon::start(&args, &daemon_log);
+    let config = format!(
+        "[clickhouse]\nenabled = true\nurl = \"http://127.0.0.1:9\"\n[alerts]\nevaluation_interval = \"300ms\"\nrules_file = {rules:?}\n[[alerts.receivers]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n"
+    );
+    let d = Daemon::with_config(tmp.path(), &config, &data, &glob);
 
     let mut f = OpenOptions::new().create(true).append(true).open(logs.join("app.log")).expect("open");
     for l in lines() {

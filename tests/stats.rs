@@ -110,22 +110,8 @@ fn percentiles_per_route_match_exact_nearest_rank() {
     let (logs, glob) = logs_dir(tmp.path());
     let reqs = generate(20_000, 7);
     std::fs::write(logs.join("access.log"), combined(&reqs, 3600)).expect("write");
-    let cfg = tmp.path().join("lw.toml");
-    std::fs::write(&cfg, "[index]\nretention_days = 36500\n[stats]\nslow_request_ms = 2000\n").expect("config");
-    let data = tmp.path().join("data");
-    let d = Daemon::start(
-        &[
-            "--config",
-            cfg.to_str().expect("utf-8"),
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            "--tail",
-            &glob,
-            "--read-from",
-            "beginning",
-        ],
-        &tmp.path().join("d.log"),
-    );
+    let config = "[index]\nretention_days = 36500\n[stats]\nslow_request_ms = 2000\n";
+    let d = Daemon::with_config(tmp.path(), config, &tmp.path().join("data"), &glob);
     assert_eq!(d.wait_total("*", 20_000, Duration::from_secs(60)), 20_000);
     let range = format!("from={T0}&to={}", T0 + 3600);
     let stats = get_json(&d, &format!("/api/v1/stats?{range}"));

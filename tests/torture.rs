@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use common::{Daemon, line};
-use logwarden::index::Catalog;
-use logwarden::index::search::SearchRequest;
 
 const ROUNDS: u64 = 30;
 const CHUNK: u64 = 200;
@@ -93,16 +90,7 @@ fn a_rotation_storm_loses_and_doubles_nothing_and_releases_deleted_files() {
     assert!(left.is_empty(), "handles to deleted logs still open: {left:?}");
     d.stop();
 
-    let catalog = Catalog::open(&data.join("index")).expect("open index");
-    let mut counts: HashMap<u64, u32> = HashMap::new();
-    let req = SearchRequest { query: "*".into(), limit: 1, ..Default::default() };
-    catalog
-        .export(&req, |hit| {
-            let seq: u64 = hit["path"].as_str().unwrap_or("").trim_start_matches("/item/").parse().expect("seq");
-            *counts.entry(seq).or_default() += 1;
-            true
-        })
-        .expect("export");
+    let counts = common::seq_counts(&data.join("index"));
     let missing = (0..written).filter(|s| !counts.contains_key(s)).count();
     let doubled = counts.values().filter(|c| **c > 1).count();
     println!("{ROUNDS} rotations under {written} lines: {missing} missing, {doubled} doubled");

@@ -57,6 +57,20 @@ function cell(row, text, cls) {
   return td;
 }
 
+// One event as a table row: time, status, method, path (secrets shown redacted), duration, client.
+function eventRow(h, className) {
+  const tr = document.createElement("tr");
+  if (className) tr.className = className;
+  tr.dataset.id = h.id;
+  cell(tr, new Date(h.timestamp_ms).toISOString());
+  cell(tr, h.status ?? "-", "num");
+  cell(tr, h.method ?? "-");
+  redactedText(cell(tr, ""), (h.path ?? h.raw ?? "") + (h.query ? `?${h.query}` : ""));
+  cell(tr, h.duration_ms === undefined ? "-" : h.duration_ms.toFixed(1), "num");
+  cell(tr, h.client_ip ?? "-");
+  return tr;
+}
+
 // Shows redacted values as such: the text is split on [REDACTED...] and those parts marked.
 function redactedText(td, text) {
   td.textContent = "";
@@ -192,15 +206,7 @@ async function runSearch() {
   body.textContent = "";
   $("context").hidden = true;
   for (const h of res.hits) {
-    const tr = document.createElement("tr");
-    tr.className = "hit";
-    tr.dataset.id = h.id;
-    cell(tr, new Date(h.timestamp_ms).toISOString());
-    cell(tr, h.status ?? "-", "num");
-    cell(tr, h.method ?? "-");
-    redactedText(cell(tr, ""), (h.path ?? h.raw ?? "") + (h.query ? `?${h.query}` : ""));
-    cell(tr, h.duration_ms === undefined ? "-" : h.duration_ms.toFixed(1), "num");
-    cell(tr, h.client_ip ?? "-");
+    const tr = eventRow(h, "hit");
     cell(tr, (h.anomalies || []).join(" "));
     tr.addEventListener("click", () => { state.pending = openContext(h.id); });
     body.appendChild(tr);
@@ -355,14 +361,7 @@ async function startLive() {
       const data = message.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
       if (!data) continue;
       const h = JSON.parse(data);
-      const tr = document.createElement("tr");
-      tr.dataset.id = h.id;
-      cell(tr, new Date(h.timestamp_ms).toISOString());
-      cell(tr, h.status ?? "-", "num");
-      cell(tr, h.method ?? "-");
-      redactedText(cell(tr, ""), (h.path ?? h.raw ?? "") + (h.query ? `?${h.query}` : ""));
-      cell(tr, h.duration_ms === undefined ? "-" : h.duration_ms.toFixed(1), "num");
-      cell(tr, h.client_ip ?? "-");
+      const tr = eventRow(h);
       body.prepend(tr);
       while (body.rows.length > 200) body.deleteRow(body.rows.length - 1);
       const n = Number($("live-count").dataset.count) + 1;

@@ -18,22 +18,10 @@ fn detector() -> &'static Detector {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    use Transform::*;
-    let all = [
-        UrlDecode,
-        UnicodeDecode,
-        HtmlEntityDecode,
-        Lowercase,
-        CompressWhitespace,
-        RemoveComments,
-        RemoveNulls,
-        NormalizePath,
-        Base64Decode,
-    ];
-    for t in all {
+    for t in Transform::ALL {
         let _ = apply(&text, &[t]);
     }
-    let _ = apply(&text, &all);
+    let _ = apply(&text, &Transform::ALL);
     // As a request path in a combined line, so every target (path, query, arguments) is fed.
     let line =
         format!("203.0.113.9 - - [29/Nov/2026:10:00:00 +0000] \"GET {text} HTTP/1.1\" 200 1 \"-\" \"Mozilla/5.0\"");

@@ -22,6 +22,21 @@ pub enum Transform {
     Base64Decode,
 }
 
+impl Transform {
+    /// Every transform, in the order they are declared (for tests and fuzzing).
+    pub const ALL: [Transform; 9] = [
+        Transform::UrlDecode,
+        Transform::UnicodeDecode,
+        Transform::HtmlEntityDecode,
+        Transform::Lowercase,
+        Transform::CompressWhitespace,
+        Transform::RemoveComments,
+        Transform::RemoveNulls,
+        Transform::NormalizePath,
+        Transform::Base64Decode,
+    ];
+}
+
 /// Applies `transforms` in order. Each step leaves the text borrowed when it has nothing to
 /// change, which is the common case for clean traffic, so most fields cost no allocation.
 pub fn apply<'a>(input: &'a str, transforms: &[Transform]) -> Cow<'a, str> {

@@ -58,6 +58,24 @@ impl Daemon {
         Daemon::start(&["--data-dir", data, "--tail", glob, "--read-from", "beginning"], &tmp.join("d.log"))
     }
 
+    /// Starts a daemon with `config` (written to `tmp/lw.toml`), its data in `data` and its
+    /// log in `tmp/d.log`, tailing `glob` from the beginning of each file.
+    pub fn with_config(tmp: &Path, config: &str, data: &Path, glob: &str) -> Daemon {
+        let cfg = tmp.join("lw.toml");
+        std::fs::write(&cfg, config).expect("write the configuration");
+        let args = [
+            "--config",
+            cfg.to_str().expect("utf-8 path"),
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--tail",
+            glob,
+            "--read-from",
+            "beginning",
+        ];
+        Daemon::start(&args, &tmp.join("d.log"))
+    }
+
     pub fn wait_healthy(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -227,6 +245,25 @@ pub fn line(seq: u64) -> String {
         seq % 60,
         seq % 1000
     )
+}
+
+/// How many times the index under `index_dir` holds each line written by [`line`], by its
+/// sequence number: the count every nothing-lost, nothing-doubled test checks.
+pub fn seq_counts(index_dir: &Path) -> std::collections::HashMap<u64, u32> {
+    use logwarden::index::Catalog;
+    use logwarden::index::search::SearchRequest;
+    let catalog = Catalog::open(index_dir).expect("the index opens");
+    let mut counts = std::collections::HashMap::new();
+    let req = SearchRequest { query: "*".into(), limit: 1, ..Default::default() };
+    catalog
+        .export(&req, |hit| {
+            let path = hit["path"].as_str().expect("every line parsed");
+            let seq: u64 = path.trim_start_matches("/item/").parse().expect("a sequence number in the path");
+            *counts.entry(seq).or_default() += 1;
+            true
+        })
+        .expect("export");
+    counts
 }
 
 /// The corpus of third-party logs and attacks, from `LOGWARDEN_CORPUS` (default
