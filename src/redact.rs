@@ -230,16 +230,21 @@ impl Redactor {
     /// and short or structured values, stay (scrubbed like any text): that is where attacks
     /// hide, and the rules must see them.
     fn redact_cookies(&self, header: &str) -> String {
-        let cookies: Vec<String> = header
-            .split(';')
-            .map(|part| match part.split_once('=') {
+        let mut out = String::with_capacity(header.len());
+        for (i, part) in header.split(';').enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            match part.split_once('=') {
                 Some((name, value)) if self.is_sensitive_key(&normalise(name)) || token_like(value) => {
-                    format!("{name}={}", self.replacement_for(value))
+                    out.push_str(name);
+                    out.push('=');
+                    out.push_str(&self.replacement_for(value));
                 }
-                _ => self.scrub(part).unwrap_or_else(|| part.to_string()),
-            })
-            .collect();
-        cookies.join(";")
+                _ => out.push_str(self.scrub(part).as_deref().unwrap_or(part)),
+            }
+        }
+        out
     }
 
     fn replacement_for(&self, secret: &str) -> String {
@@ -386,10 +391,7 @@ fn bounded(text: &str, start: usize, end: usize) -> bool {
 /// bracket (a token never holds markup; a payload does).
 fn token_like(value: &str) -> bool {
     let v = value.trim().trim_matches('"');
-    let markup = || {
-        let lower = v.to_ascii_lowercase();
-        lower.contains("%3c") || lower.contains("%3e")
-    };
+    let markup = || v.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%3c") || w.eq_ignore_ascii_case(b"%3e"));
     v.len() >= 8 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_.%:-~".contains(&b)) && !markup()
 }
 
@@ -405,17 +407,19 @@ fn bearer_token_start(m: &str) -> usize {
 /// a card followed by other digit groups (`4111 1111 1111 1111 2024`) is still found.
 fn card_end(text: &str, start: usize, end: usize) -> Option<usize> {
     let b = text.as_bytes();
-    let mut digits = 0;
-    let mut ends = Vec::new();
-    for (i, c) in b[start..end].iter().enumerate() {
-        if c.is_ascii_digit() {
-            digits += 1;
-            if digits >= 13 {
-                ends.push(start + i + 1);
+    // From the longest run down: each end just after a digit, while 13 or more digits remain.
+    let mut digits = b[start..end].iter().filter(|c| c.is_ascii_digit()).count();
+    let mut e = end;
+    while digits >= 13 {
+        if b[e - 1].is_ascii_digit() {
+            if bounded(text, start, e) && luhn(&text[start..e]) {
+                return Some(e);
             }
+            digits -= 1;
         }
+        e -= 1;
     }
-    ends.into_iter().rev().find(|&e| bounded(text, start, e) && luhn(&text[start..e]))
+    None
 }
 
 fn luhn(candidate: &str) -> bool {

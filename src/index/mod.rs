@@ -45,6 +45,16 @@ pub enum IndexError {
 /// Whether the filesystem of `dir` can take writes with `min_free` bytes to spare: not
 /// read-only, enough space, and a small file can be written and removed.
 pub fn storage_ready(dir: &Path, min_free: u64) -> Result<(), String> {
+    free_space(dir, min_free)?;
+    let probe = dir.join(".write-probe");
+    let written = std::fs::write(&probe, [0u8; 4096]).and_then(|()| std::fs::remove_file(&probe));
+    written.map_err(|e| format!("cannot write in {}: {e}", dir.display()))
+}
+
+/// Whether the filesystem of `dir` is mounted writable with `min_free` bytes free: one
+/// statvfs call, cheap enough for every commit. (A filesystem turned read-only by an error
+/// may still say writable; the commit's own writes then fail.)
+fn free_space(dir: &Path, min_free: u64) -> Result<(), String> {
     let vfs = rustix::fs::statvfs(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
     if vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
         return Err(format!("the filesystem of {} is read-only", dir.display()));
@@ -58,9 +68,7 @@ pub fn storage_ready(dir: &Path, min_free: u64) -> Result<(), String> {
             min_free >> 20
         ));
     }
-    let probe = dir.join(".write-probe");
-    let written = std::fs::write(&probe, [0u8; 4096]).and_then(|()| std::fs::remove_file(&probe));
-    written.map_err(|e| format!("cannot write in {}: {e}", dir.display()))
+    Ok(())
 }
 
 /// The name of the day partition of a timestamp (UTC).
@@ -354,7 +362,7 @@ impl IndexStore {
             return Ok(None);
         }
         if self.min_free > 0 {
-            storage_ready(&self.catalog.dir, self.min_free).map_err(IndexError::Storage)?;
+            free_space(&self.catalog.dir, self.min_free).map_err(IndexError::Storage)?;
         }
         if round.is_empty() {
             // Positions moved without events (filtered lines, files opened at their end): carry

@@ -748,9 +748,14 @@ impl Recorder {
         b.keys.append(&mut self.new_keys);
         b.version += 1;
         let version = b.version;
+        let mut marked = None;
         for ((minute, id), s) in self.pending.drain() {
             let hour = minute.div_euclid(60);
-            b.written.insert(hour, version);
+            // Pending series are nearly all of one hour: mark each hour once, not per series.
+            if marked != Some(hour) {
+                b.written.insert(hour, version);
+                marked = Some(hour);
+            }
             b.hours.entry(hour).or_default().entry(id).or_default().merge(&s);
             match b.minutes.entry(minute).or_default().entry(id) {
                 std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
