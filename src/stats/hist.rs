@@ -194,6 +194,156 @@ impl Quantiles {
     }
 }
 
+/// A latency as running totals: each bucket used, with the count of values in it and in every
+/// bucket below. A quantile over two of them (a long range kept merged, and the few minutes at
+/// its edges) is then a binary search and a short walk, not a pass over every bucket.
+#[derive(Debug, Clone, Default)]
+pub struct Cumulative {
+    index: Vec<u32>,
+    upto: Vec<u64>,
+    /// Where some quantiles of this latency alone fall: the searches over it and a little
+    /// more start there.
+    hints: Vec<(f64, usize)>,
+}
+
+impl Cumulative {
+    pub fn of(l: &Latency) -> Self {
+        let mut sum = 0u64;
+        let upto = l
+            .buckets
+            .iter()
+            .map(|&(_, n)| {
+                sum += u64::from(n);
+                sum
+            })
+            .collect();
+        Self { index: l.buckets.iter().map(|b| b.0).collect(), upto, hints: Vec::new() }
+    }
+
+    /// Notes where each of `qs` falls, for the searches to start from.
+    pub fn hinted(mut self, qs: &[f64]) -> Self {
+        self.hints = qs.iter().map(|&q| (q, self.position(q))).collect();
+        self
+    }
+
+    /// The position of the bucket of quantile `q` of this latency alone.
+    fn position(&self, q: f64) -> usize {
+        let want = rank(q, self.count());
+        match self.hints.iter().find(|h| h.0 == q) {
+            Some(&(_, at)) => at,
+            None => self.upto.partition_point(|&c| c < want),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.upto.last().copied().unwrap_or(0)
+    }
+
+    /// Becomes `a` and `b` added up, reusing its own memory.
+    pub fn set_sum(&mut self, a: &Latency, b: &Latency) {
+        let (a, b) = (&a.buckets[..], &b.buckets[..]);
+        self.index.clear();
+        self.upto.clear();
+        self.index.reserve(a.len() + b.len());
+        self.upto.reserve(a.len() + b.len());
+        let (mut i, mut j, mut sum) = (0, 0, 0u64);
+        while i < a.len() && j < b.len() {
+            let (x, y) = (a[i], b[j]);
+            let next = x.0.min(y.0);
+            if x.0 == next {
+                sum += u64::from(x.1);
+                i += 1;
+            }
+            if y.0 == next {
+                sum += u64::from(y.1);
+                j += 1;
+            }
+            self.index.push(next);
+            self.upto.push(sum);
+        }
+        for &(index, n) in a[i..].iter().chain(&b[j..]) {
+            sum += u64::from(n);
+            self.index.push(index);
+            self.upto.push(sum);
+        }
+    }
+
+    /// The values at each of `qs` (ascending, each in 0..=1) over `a` and `b` together, exactly
+    /// as [`Quantiles::compute`] gives them over their parts.
+    pub fn quantiles_of_both(a: &Cumulative, b: &Cumulative, qs: &[f64]) -> Option<Vec<u64>> {
+        let total = a.count() + b.count();
+        (total > 0)
+            .then(|| qs.iter().map(|&q| value_at(q, Self::reaching(a, b, rank(q, total), a.position(q)))).collect())
+    }
+
+    /// The lowest bucket where the count of `a` and `b` together reaches `want` (at most their
+    /// total). First the lowest bucket of `a` that reaches it with what `b` holds up to there,
+    /// found by galloping from `hint`, where `a` alone reaches the same quantile: with `b`
+    /// small the answer is close by. Then the lowest bucket of `b` that reaches it with all of
+    /// `a` below that one; it only counts if it lies lower.
+    fn reaching(a: &Cumulative, b: &Cumulative, want: u64, hint: usize) -> usize {
+        let before = |x: &Cumulative, p: usize| if p == 0 { 0 } else { x.upto[p - 1] };
+        let b_upto = |i: u32| before(b, b.index.partition_point(|&x| x <= i));
+        let len = a.index.len();
+        let short = |p: usize| p < len && a.upto[p] + b_upto(a.index[p]) < want;
+        let hint = hint.min(len);
+        // Bounds with `short(lo - 1)` (or `lo == 0`) and `!short(hi)`, then a binary search.
+        let (mut lo, mut hi) = if short(hint) {
+            let (mut lo, mut step) = (hint + 1, 1);
+            loop {
+                let p = (hint + step).min(len);
+                if !short(p) {
+                    break (lo, p);
+                }
+                lo = p + 1;
+                step *= 2;
+            }
+        } else {
+            let (mut hi, mut step) = (hint, 1);
+            loop {
+                if hi == 0 {
+                    break (0, 0);
+                }
+                let p = hint.saturating_sub(step);
+                if short(p) {
+                    break (p + 1, hi);
+                }
+                hi = p;
+                step *= 2;
+            }
+        };
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if short(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let below = before(a, lo);
+        let q = b.upto.partition_point(|&c| below + c < want);
+        match (a.index.get(lo), b.index.get(q)) {
+            (Some(&x), Some(&y)) => x.min(y) as usize,
+            (Some(&x), None) => x as usize,
+            (None, Some(&y)) => y as usize,
+            (None, None) => unreachable!("a rank above the total"),
+        }
+    }
+}
+
+/// The nearest rank of quantile `q` among `total` values (at least the first).
+fn rank(q: f64, total: u64) -> u64 {
+    ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1)
+}
+
+/// What a quantile reports for a bucket: the highest value equivalent to it, as HdrHistogram's
+/// `value_at_quantile` does, except the lowest for quantile 0.
+fn value_at(q: f64, index: usize) -> u64 {
+    let layout = layout();
+    let low = layout.lows[index];
+    if q == 0.0 { low } else { layout.hist.highest_equivalent(low) }
+}
+
 /// Nearest-rank quantiles over counts visited in bucket order.
 struct Walk {
     wants: std::iter::Peekable<std::vec::IntoIter<(f64, u64)>>,
@@ -203,8 +353,7 @@ struct Walk {
 
 impl Walk {
     fn new(qs: &[f64], total: u64) -> Self {
-        let wants: Vec<(f64, u64)> =
-            qs.iter().map(|&q| (q, ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1))).collect();
+        let wants: Vec<(f64, u64)> = qs.iter().map(|&q| (q, rank(q, total))).collect();
         Self { wants: wants.into_iter().peekable(), seen: 0, out: Vec::with_capacity(qs.len()) }
     }
 
@@ -214,9 +363,7 @@ impl Walk {
             if self.seen < want {
                 break;
             }
-            let layout = layout();
-            let low = layout.lows[index];
-            self.out.push(if q == 0.0 { low } else { layout.hist.highest_equivalent(low) });
+            self.out.push(value_at(q, index));
             self.wants.next();
         }
     }
@@ -245,6 +392,18 @@ impl Dense {
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
+    }
+
+    /// The counts as a sparse latency (each saturating at `u32::MAX`, as merges do).
+    pub fn latency(&self) -> Latency {
+        let buckets = self
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, &n)| (i as u32, n.min(u64::from(u32::MAX)) as u32))
+            .collect();
+        Latency { buckets }
     }
 
     pub fn quantiles(&self, qs: &[f64]) -> Option<Vec<u64>> {
@@ -303,7 +462,32 @@ mod tests {
                 if i % 2 == 0 { dense.add(p) } else { half.add(p) }
             }
             dense.merge(&half);
-            assert_eq!(dense.quantiles(&qs), Some(want), "seed {seed}, dense");
+            assert_eq!(dense.quantiles(&qs), Some(want.clone()), "seed {seed}, dense");
+            // Split unevenly in two, as a kept range and its edge minutes are.
+            for cut in [0, 1, 3, 6, 7] {
+                let mut q = Quantiles::default();
+                let (a, b) = (q.sum(&parts[..cut]), q.sum(&parts[cut..]));
+                let both = Cumulative::quantiles_of_both(&Cumulative::of(&a), &Cumulative::of(&b), &qs);
+                assert_eq!(both, Some(want.clone()), "seed {seed}, cumulative, cut {cut}");
+            }
+            // A long range and a few values at its edge; and the edge alone.
+            for few in [1, 2, 5, 50, 2_000] {
+                let (mut long, mut edge) = (Latency::default(), Latency::default());
+                for (i, v) in vals.iter().enumerate() {
+                    if i < vals.len() - few {
+                        long.record(*v, 1)
+                    } else {
+                        edge.record(*v, 1)
+                    };
+                }
+                let long = Cumulative::of(&long);
+                let both = Cumulative::quantiles_of_both(&long, &Cumulative::of(&edge), &qs);
+                assert_eq!(both, Some(want.clone()), "seed {seed}, {few} at the edge");
+                let hinted = Cumulative::quantiles_of_both(&long.hinted(&qs), &Cumulative::of(&edge), &qs);
+                assert_eq!(hinted, Some(want.clone()), "seed {seed}, {few} at the edge, hinted");
+                let alone = Cumulative::quantiles_of_both(&Cumulative::default(), &Cumulative::of(&edge), &qs);
+                assert_eq!(alone, Quantiles::default().compute([&edge], &qs), "seed {seed}, {few} alone");
+            }
         }
     }
 
@@ -325,5 +509,7 @@ mod tests {
             assert_eq!(index_of(high) as usize, i, "top of bucket {i}");
         }
         assert_eq!(Quantiles::default().compute([&Latency::default()], &[0.5]), None);
+        let none = Cumulative::default();
+        assert_eq!(Cumulative::quantiles_of_both(&none, &none, &[0.5]), None);
     }
 }

@@ -25,7 +25,7 @@ use crate::config::StatsConfig;
 use crate::event::Event;
 use crate::index::Catalog;
 use crate::index::search::{Replay, SearchError, SearchRequest};
-use hist::{Dense, Latency, Quantiles};
+use hist::{Cumulative, Dense, Latency, Quantiles};
 
 const MINUTE_MS: i64 = 60_000;
 /// The route of requests that have none (no request line).
@@ -279,7 +279,7 @@ fn status_class(status: u16) -> &'static str {
 }
 
 /// Which keys a query keeps; every given part must match.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub route: Option<String>,
     pub method: Option<String>,
@@ -343,15 +343,26 @@ impl Grouping {
         Self { names, of_key, selected }
     }
 
+    /// The selected key ids when the filter is narrow (one route, say): buckets are then
+    /// looked up by them instead of scanned whole.
+    fn only(&self) -> Option<&[u32]> {
+        (self.selected.len() * 8 < self.of_key.len()).then_some(&self.selected[..])
+    }
+
+    /// The group of key `id`, if the filter keeps it.
+    fn group_of(&self, id: u32) -> Option<usize> {
+        self.of_key.get(id as usize).copied().flatten().map(|g| g as usize)
+    }
+
     /// Adds up the series given by key id.
     fn report<'a>(self, series: impl Iterator<Item = (u32, &'a Series)>, group_by: GroupBy, seconds: f64) -> Report {
         let mut parts: Vec<Vec<&Series>> = vec![Vec::new(); self.names.len()];
         let mut all: Vec<&Series> = Vec::new();
         for (id, s) in series {
-            if let Some(Some(g)) = self.of_key.get(id as usize) {
+            if let Some(g) = self.group_of(id) {
                 all.push(s);
                 if group_by != GroupBy::None {
-                    parts[*g as usize].push(s);
+                    parts[g].push(s);
                 }
             }
         }
@@ -371,28 +382,34 @@ impl Grouping {
                 .collect();
             (groups, dense)
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
         if group_by == GroupBy::None {
             return Report { groups: Vec::new(), total: Summary::of(&all, seconds, &mut Quantiles::default()) };
         }
-        let (groups, total_latency) = if work.len() >= 256 && threads > 1 {
-            let chunk = work.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = work.chunks(chunk).map(|c| scope.spawn(move || summarise_all(c))).collect();
-                let mut total = Dense::default();
-                let mut groups = Vec::with_capacity(work.len());
-                for h in handles {
-                    let (g, d) = h.join().expect("summary thread");
-                    groups.extend(g);
-                    total.merge(&d);
-                }
-                (groups, total)
-            })
-        } else {
-            summarise_all(&work)
-        };
+        let mut total_latency = Dense::default();
+        let mut groups = Vec::with_capacity(work.len());
+        for (share, dense) in in_parallel(&work, summarise_all) {
+            groups.extend(share);
+            total_latency.merge(&dense);
+        }
         Report { groups, total: Summary::with_quantiles(&all, seconds, total_latency.quantiles(&QUANTILES)) }
     }
+}
+
+/// Runs `work` over shares of `items` on up to four threads when there are many items (on
+/// this one otherwise), and returns what it made of each share, in order.
+fn in_parallel<T: Sync, W: Send>(items: &[T], work: impl Fn(&[T]) -> W + Sync) -> Vec<W> {
+    // Asking for the parallelism reads cgroup files: once is enough.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
+    if items.len() < 256 || threads < 2 {
+        return vec![work(items)];
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = items.chunks(chunk).map(|c| scope.spawn(move || work(c))).collect();
+        handles.into_iter().map(|h| h.join().expect("statistics thread")).collect()
+    })
 }
 
 /// Summarises `(key, series)` pairs over a range of `seconds`.
@@ -433,44 +450,50 @@ fn whole_hours(from: i64, to: i64) -> (i64, i64) {
     (from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0), to.div_euclid(60))
 }
 
+/// Calls `f` with each series of `bucket` and its key id; with `only`, just those keys, looked
+/// up rather than scanned for.
+fn each<'a>(bucket: &'a Bucket, only: Option<&[u32]>, mut f: impl FnMut(u32, &'a Series)) {
+    match only {
+        Some(ids) => ids.iter().filter_map(|id| bucket.get(id).map(|s| (*id, s))).for_each(|(id, s)| f(id, s)),
+        None => bucket.iter().for_each(|(id, s)| f(*id, s)),
+    }
+}
+
 impl Buckets {
-    /// The series of minutes `[from, to)` by key id: whole hours from the roll-ups (or from
-    /// `span`, those hours already merged per key), the edges by minute. With `only`, just
-    /// those keys, looked up rather than scanned for.
-    fn between<'a>(
-        &'a self,
-        from: i64,
-        to: i64,
-        only: Option<&[u32]>,
-        span: Option<&'a Span>,
-    ) -> Vec<(u32, &'a Series)> {
-        fn add<'a>(out: &mut Vec<(u32, &'a Series)>, b: &'a Bucket, only: Option<&[u32]>) {
-            match only {
-                Some(ids) => out.extend(ids.iter().filter_map(|id| b.get(id).map(|s| (*id, s)))),
-                None => out.extend(b.iter().map(|(id, s)| (*id, s))),
-            }
-        }
+    /// The series of minutes `[from, to)` by key id: whole hours from the roll-ups, the edges
+    /// by minute.
+    fn between<'a>(&'a self, from: i64, to: i64, only: Option<&[u32]>) -> Vec<(u32, &'a Series)> {
         let mut out = Vec::new();
-        let range = |map: &'a BTreeMap<i64, Bucket>, lo: i64, hi: i64, out: &mut Vec<(u32, &'a Series)>| {
+        let mut take = |map: &'a BTreeMap<i64, Bucket>, lo: i64, hi: i64| {
             for b in map.range(lo..hi).map(|(_, b)| b) {
-                add(out, b, only);
+                each(b, only, |id, s| out.push((id, s)));
             }
         };
         let (first_hour, last_hour) = whole_hours(from, to);
         if first_hour < last_hour {
-            range(&self.minutes, from, first_hour * 60, &mut out);
-            match span {
-                Some(s) => add(&mut out, &s.series, only),
-                None => range(&self.hours, first_hour, last_hour, &mut out),
-            }
-            range(&self.minutes, last_hour * 60, to, &mut out);
+            take(&self.minutes, from, first_hour * 60);
+            take(&self.hours, first_hour, last_hour);
+            take(&self.minutes, last_hour * 60, to);
         } else {
-            range(&self.minutes, from, to, &mut out);
+            take(&self.minutes, from, to);
         }
         out
     }
 
-    /// The last flush that wrote into hours `[first, last)`: a span built since is current.
+    /// The buckets of minutes `[from, to)`, within one hour: that hour's roll-up when the
+    /// minutes start it and none after them holds anything (the current hour, up to now), so
+    /// a dashboard's "last 24 hours" adds one bucket at that edge, not one per minute.
+    fn edge_buckets(&self, from: i64, to: i64) -> Vec<&Bucket> {
+        let hour = from.div_euclid(60);
+        let end = (hour + 1) * 60;
+        if from == hour * 60 && to <= end && self.minutes.range(to..end).next().is_none() {
+            return self.hours.get(&hour).into_iter().collect();
+        }
+        self.minutes.range(from..to).map(|(_, m)| m).collect()
+    }
+
+    /// The last flush that wrote into hours `[first, last)`: anything built from them since is
+    /// current.
     fn stamp(&self, first: i64, last: i64) -> u64 {
         self.written.range(first..last).map(|(_, v)| *v).max().unwrap_or(0)
     }
@@ -480,39 +503,128 @@ impl Buckets {
 const SPAN_MIN_HOURS: i64 = 6;
 /// Spans kept: "the last 24 hours" and a few other ranges a dashboard asks for.
 const SPANS_KEPT: usize = 3;
+/// Edges kept: the two of each span.
+const EDGES_KEPT: usize = 2 * SPANS_KEPT;
 
-/// Whole hours merged per key, kept for the next query over the same hours: "the last 24
-/// hours" asked again (a dashboard refreshing) then merges one series per key and the edge
-/// minutes, instead of every hour of every key. Valid while no flush writes into its hours.
+/// What a query asks for, as the kept spans and edges tell queries apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    filter: Filter,
+    group_by: GroupBy,
+}
+
+/// The series of some buckets added up per group of a query, and in total.
+#[derive(Default)]
+struct Merged {
+    /// By group index; shorter than a later grouping that has seen new keys.
+    groups: Vec<Series>,
+    total: Series,
+}
+
+impl Merged {
+    fn build<'a>(buckets: impl Iterator<Item = &'a Bucket>, grouping: &Grouping) -> Merged {
+        let mut parts: Vec<Vec<&Series>> = vec![Vec::new(); grouping.names.len()];
+        for b in buckets {
+            each(b, grouping.only(), |id, s| {
+                if let Some(g) = grouping.group_of(id) {
+                    parts[g].push(s);
+                }
+            });
+        }
+        let shares = in_parallel(&parts, |share| {
+            let (mut q, mut dense) = (Quantiles::default(), Dense::default());
+            let groups = share
+                .iter()
+                .map(|p| {
+                    let mut s = Series::default();
+                    p.iter().for_each(|x| s.add_counts(x));
+                    // A key or two per group (an hour's roll-up) merge faster than they add up
+                    // in the dense scratch, which is walked whole.
+                    s.latency = match p[..] {
+                        [one] => one.latency.clone(),
+                        [x, y] => {
+                            let mut l = x.latency.clone();
+                            l.merge(&y.latency);
+                            l
+                        }
+                        _ => q.sum(p.iter().map(|x| &x.latency)),
+                    };
+                    dense.add(&s.latency);
+                    s
+                })
+                .collect::<Vec<_>>();
+            (groups, dense)
+        });
+        let (mut groups, mut dense) = (Vec::with_capacity(parts.len()), Dense::default());
+        for (share, d) in shares {
+            groups.extend(share);
+            dense.merge(&d);
+        }
+        let mut total = Series::default();
+        groups.iter().for_each(|g| total.add_counts(g));
+        total.latency = dense.latency();
+        Merged { groups, total }
+    }
+}
+
+/// A group's counts over a span, with its latency as running totals.
+struct Part {
+    counts: Series,
+    latency: Cumulative,
+}
+
+impl Part {
+    fn of(mut s: Series) -> Part {
+        let latency = Cumulative::of(&std::mem::take(&mut s.latency)).hinted(&QUANTILES);
+        Part { counts: s, latency }
+    }
+}
+
+/// The whole hours `[first, last)` of a range merged per group of one query shape, kept for
+/// the next query of that shape over the same hours: "the last 24 hours" asked again (a
+/// dashboard refreshing) then adds only the edge minutes to one part per group. Valid while no
+/// flush writes into its hours.
 struct Span {
     first: i64,
     last: i64,
+    shape: Shape,
     stamp: u64,
-    series: Bucket,
+    /// The keys known when it was built, and how they were grouped.
+    keys: usize,
+    grouping: Arc<Grouping>,
+    groups: Vec<Part>,
+    total: Part,
 }
 
-impl Span {
-    fn build(b: &Buckets, first: i64, last: i64) -> Span {
-        let mut per_key: HashMap<u32, Vec<&Series>> = HashMap::new();
-        for bucket in b.hours.range(first..last).map(|(_, b)| b) {
-            for (id, s) in bucket {
-                per_key.entry(*id).or_default().push(s);
-            }
-        }
-        let mut q = Quantiles::default();
-        let series = per_key
-            .into_iter()
-            .map(|(id, parts)| {
-                let mut s = Series::default();
-                for p in &parts {
-                    s.add_counts(p);
-                }
-                s.latency = q.sum(parts.iter().map(|p| &p.latency));
-                (id, s)
-            })
-            .collect();
-        Span { first, last, stamp: b.stamp(first, last), series }
+/// The minutes `[from, to)` at one edge of a span, merged per group of its query shape.
+struct Edge {
+    from: i64,
+    to: i64,
+    shape: Shape,
+    stamp: u64,
+    merged: Merged,
+}
+
+/// The kept item `same` picks, if `current`; else one built now and kept in its place, the
+/// oldest going when there are `cap`.
+fn kept<T>(
+    cache: &Mutex<Vec<Arc<T>>>,
+    cap: usize,
+    same: impl Fn(&T) -> bool,
+    current: impl Fn(&T) -> bool,
+    build: impl FnOnce() -> T,
+) -> Arc<T> {
+    if let Some(t) = cache.lock().expect("statistics cache").iter().find(|t| same(t) && current(t)) {
+        return t.clone();
     }
+    let built = Arc::new(build());
+    let mut cache = cache.lock().expect("statistics cache");
+    cache.retain(|t| !same(t));
+    if cache.len() >= cap {
+        cache.remove(0);
+    }
+    cache.push(built.clone());
+    built
 }
 
 /// The shared statistics the API reads.
@@ -520,6 +632,7 @@ impl Span {
 pub struct Stats {
     buckets: RwLock<Buckets>,
     spans: Mutex<Vec<Arc<Span>>>,
+    edges: Mutex<Vec<Arc<Edge>>>,
     /// Events whose route was folded into `other` by the cap, since the start.
     pub folded_routes: Arc<AtomicU64>,
     pub thresholds: Thresholds,
@@ -569,35 +682,113 @@ impl Stats {
     /// The report over a range of whole minutes.
     pub fn report(&self, range: MinuteRange, filter: &Filter, group_by: GroupBy) -> Report {
         let b = self.buckets.read().expect("stats lock");
-        let grouping = Grouping::new(&b.keys, filter, group_by);
-        // A narrow filter (one route) looks its few keys up in each bucket instead of
-        // scanning every key of every bucket.
-        let only = (grouping.selected.len() * 8 < b.keys.len()).then_some(&grouping.selected[..]);
         let (from, to) = (range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS);
-        let span = self.span(&b, from, to);
-        let series = b.between(from, to, only, span.as_deref());
+        let (first, last) = whole_hours(from, to);
+        if last - first >= SPAN_MIN_HOURS {
+            let shape = Shape { filter: filter.clone(), group_by };
+            return self.report_spanning(&b, from, to, shape, range.seconds());
+        }
+        let grouping = Grouping::new(&b.keys, filter, group_by);
+        let series = b.between(from, to, grouping.only());
         grouping.report(series.into_iter(), group_by, range.seconds())
     }
 
-    /// The span of the whole hours of `[from, to)`, kept or built, when there are enough.
-    fn span(&self, b: &Buckets, from: i64, to: i64) -> Option<Arc<Span>> {
+    /// The report over a long range: its whole hours from a kept [`Span`], its edge minutes
+    /// from kept [`Edge`]s, put together per group. The edge at "now" changes with every
+    /// flush and is merged again; the rest is merged once.
+    fn report_spanning(&self, b: &Buckets, from: i64, to: i64, shape: Shape, seconds: f64) -> Report {
         let (first, last) = whole_hours(from, to);
-        if last - first < SPAN_MIN_HOURS {
-            return None;
-        }
         let stamp = b.stamp(first, last);
-        let current = |s: &&Arc<Span>| s.first == first && s.last == last && s.stamp == stamp;
-        if let Some(s) = self.spans.lock().expect("span cache").iter().find(current) {
-            return Some(s.clone());
-        }
-        let built = Arc::new(Span::build(b, first, last));
-        let mut spans = self.spans.lock().expect("span cache");
-        spans.retain(|s| s.first != first || s.last != last);
-        if spans.len() >= SPANS_KEPT {
-            spans.remove(0);
-        }
-        spans.push(built.clone());
-        Some(built)
+        let span = kept(
+            &self.spans,
+            SPANS_KEPT,
+            |s| s.first == first && s.last == last && s.shape == shape,
+            |s| s.stamp == stamp,
+            || {
+                let grouping = Grouping::new(&b.keys, &shape.filter, shape.group_by);
+                let merged = Merged::build(b.hours.range(first..last).map(|(_, h)| h), &grouping);
+                Span {
+                    first,
+                    last,
+                    shape: shape.clone(),
+                    stamp,
+                    keys: b.keys.len(),
+                    grouping: Arc::new(grouping),
+                    groups: merged.groups.into_iter().map(Part::of).collect(),
+                    total: Part::of(merged.total),
+                }
+            },
+        );
+        // Keys that came since fall in groups after the span's (labels are numbered in key
+        // order), so the span's group numbers still hold.
+        let grouping = match span.keys == b.keys.len() {
+            true => span.grouping.clone(),
+            false => Arc::new(Grouping::new(&b.keys, &shape.filter, shape.group_by)),
+        };
+        let lead = self.edge(b, from, first * 60, &shape, &grouping);
+        let trail = self.edge(b, last * 60, to, &shape, &grouping);
+        let nothing = Series::default();
+        let put_together =
+            |part: Option<&Part>, lead: Option<&Series>, trail: Option<&Series>, edges: &mut Cumulative| {
+                let mut counts = Series::default();
+                part.into_iter().for_each(|p| counts.add_counts(&p.counts));
+                let (lead, trail) = (lead.unwrap_or(&nothing), trail.unwrap_or(&nothing));
+                counts.add_counts(lead);
+                counts.add_counts(trail);
+                edges.set_sum(&lead.latency, &trail.latency);
+                let span_latency = part.map(|p| &p.latency);
+                let qs =
+                    Cumulative::quantiles_of_both(span_latency.unwrap_or(&Cumulative::default()), edges, &QUANTILES);
+                (counts.count > 0).then(|| Summary::with_quantiles(&[&counts], seconds, qs))
+            };
+        let numbered: Vec<(usize, &String)> = match shape.group_by {
+            GroupBy::None => Vec::new(),
+            _ => grouping.names.iter().enumerate().collect(),
+        };
+        // Groups are independent: shared out between threads when there are many.
+        let groups = in_parallel(&numbered, |share| {
+            let mut edges = Cumulative::default();
+            share
+                .iter()
+                .filter_map(|&(g, name)| {
+                    let (lead, trail) = (lead.merged.groups.get(g), trail.merged.groups.get(g));
+                    let summary = put_together(span.groups.get(g), lead, trail, &mut edges)?;
+                    Some(Group { key: name.clone(), summary })
+                })
+                .collect::<Vec<_>>()
+        })
+        .concat();
+        let (lead, trail) = (Some(&lead.merged.total), Some(&trail.merged.total));
+        let total = put_together(Some(&span.total), lead, trail, &mut Cumulative::default())
+            .unwrap_or_else(|| Summary::with_quantiles(&[&nothing], seconds, None));
+        Report { groups, total }
+    }
+
+    /// The minutes `[from, to)` merged per group of `shape`, kept or built.
+    fn edge(&self, b: &Buckets, from: i64, to: i64, shape: &Shape, grouping: &Grouping) -> Arc<Edge> {
+        let stamp = b.stamp(from.div_euclid(60), to.div_euclid(60) + 1);
+        kept(
+            &self.edges,
+            EDGES_KEPT,
+            |e| e.from == from && e.to == to && e.shape == *shape,
+            |e| e.stamp == stamp,
+            || Edge {
+                from,
+                to,
+                shape: shape.clone(),
+                stamp,
+                merged: match from < to {
+                    true => Merged::build(b.edge_buckets(from, to).into_iter(), grouping),
+                    false => Merged::default(),
+                },
+            },
+        )
+    }
+
+    /// Drops the kept spans and edges: the buckets under them were replaced or dropped.
+    fn forget_merged(&self) {
+        self.spans.lock().expect("statistics cache").clear();
+        self.edges.lock().expect("statistics cache").clear();
     }
 
     /// The oldest and newest minute with data (ms), if any.
@@ -696,7 +887,7 @@ impl Recorder {
     pub fn move_into(&mut self, stats: Arc<Stats>) {
         let built = std::mem::take(&mut *self.stats.buckets.write().expect("stats lock"));
         *stats.buckets.write().expect("stats lock") = built;
-        stats.spans.lock().expect("span cache").clear();
+        stats.forget_merged();
         self.stats = stats;
     }
 
@@ -773,7 +964,7 @@ impl Recorder {
         b.minutes = b.minutes.split_off(&minute);
         b.hours = b.hours.split_off(&minute.div_euclid(60));
         b.written = b.written.split_off(&minute.div_euclid(60));
-        self.stats.spans.lock().expect("span cache").clear();
+        self.stats.forget_merged();
     }
 }
 
@@ -864,7 +1055,7 @@ mod tests {
         let from_hours = |stats: &Stats| {
             let b = stats.buckets.read().unwrap();
             let grouping = Grouping::new(&b.keys, &Filter::default(), GroupBy::Route);
-            let series = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None, None);
+            let series = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None);
             grouping.report(series.into_iter(), GroupBy::Route, range.seconds())
         };
         let sorted = |mut rep: Report| {
@@ -885,13 +1076,35 @@ mod tests {
         let late = sorted(stats.report(range, &Filter::default(), GroupBy::Route));
         assert_ne!(late, now, "late events count");
         assert_eq!(late, sorted(from_hours(&stats)));
+        // A route first seen at the edge, after the span was built, is a group of its own.
+        r.record(&event(t0 + (29 * 60 + 12) * MINUTE_MS, "/new", 200, Some(3.0)));
+        r.flush();
+        let with_new = stats.report(range, &Filter::default(), GroupBy::Route);
+        assert!(with_new.groups.iter().any(|g| g.key == "/new" && g.summary.count == 1));
+        assert_eq!(sorted(with_new.clone()), sorted(from_hours(&stats)));
+        // The edge at "now" comes from its hour's roll-up, unless minutes after the range hold
+        // something (clocks ahead, or a range that ends in the past).
+        record(&mut r, 29 * 60 + 40, 29 * 60 + 50, 300);
+        let ahead = stats.report(range, &Filter::default(), GroupBy::Route);
+        assert_eq!(ahead.total.count, with_new.total.count, "minutes after the range are left out");
+        assert_eq!(sorted(ahead), sorted(from_hours(&stats)));
+        // Other groupings keep spans of their own, with the same answers as the hours.
+        let b = stats.buckets.read().unwrap();
+        let (from, to) = (range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS);
+        for group_by in [GroupBy::Status, GroupBy::StatusClass, GroupBy::Method, GroupBy::None] {
+            let g = Grouping::new(&b.keys, &Filter::default(), group_by);
+            let expected = sorted(g.report(b.between(from, to, None).into_iter(), group_by, range.seconds()));
+            let shape = Shape { filter: Filter::default(), group_by };
+            assert_eq!(sorted(stats.report_spanning(&b, from, to, shape, range.seconds())), expected, "{group_by:?}");
+        }
+        drop(b);
         // Filters go through the span too.
         let f = Filter { route: Some("/r3".into()), ..Filter::default() };
         let one = stats.report(range, &f, GroupBy::None).total;
         let b = stats.buckets.read().unwrap();
         let g = Grouping::new(&b.keys, &f, GroupBy::None);
         let expected = g.report(
-            b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None, None).into_iter(),
+            b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None).into_iter(),
             GroupBy::None,
             range.seconds(),
         );
