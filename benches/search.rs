@@ -1,9 +1,13 @@
-//! Search latency over a large index, and what the HTTP layers cost per request.
+//! Search and statistics latency over a large index, and what the HTTP layers cost per request.
 //!
 //! Builds (once, kept under `target/bench-search/<N>`) an index of N generated events over a
-//! week, then times a term query with a one-hour time range: straight on the index, and through
-//! the full API router (token check, rate limit, security headers, limits, JSON). A request to
-//! an unknown path, which passes every layer and does no work, gives the cost of the layers.
+//! week, then times, 300 times each: a term query, a range query on the duration and a
+//! full-text query, each over one hour; a full-text query over the whole week; a term query
+//! through the full API router (token check, rate limit, security headers, limits, JSON); and
+//! a 24-hour all-routes statistics query, on the statistics rebuilt from the index as a
+//! restart builds them, asked again and moving a minute each time, and through the router. A
+//! request to an unknown path, which passes every layer and does no work, gives the cost of the
+//! layers.
 //!
 //! Run: `cargo bench --bench search` (10,000,000 events; the first run builds the index, a few
 //! minutes), or `LOGWARDEN_BENCH_EVENTS=1000000 cargo bench --bench search`.
@@ -21,6 +25,7 @@ use logwarden::index::{Catalog, IndexStore};
 use logwarden::metrics::IngestCounters;
 use logwarden::parse::{FileParser, FormatSpec, Kind};
 use logwarden::redact::{Redactor, Replacement};
+use logwarden::stats::{Filter, GroupBy, MinuteRange, Recorder, Stats};
 use tower::ServiceExt;
 
 const T0: i64 = 1_764_000_000_000;
@@ -70,6 +75,17 @@ fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
+/// Runs `f` `runs` times; the time of each, in ms.
+fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> Vec<f64> {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect()
+}
+
 fn main() {
     if std::env::args().skip(1).any(|a| a == "--list" || (!a.starts_with("--") && a != "search")) {
         return;
@@ -82,26 +98,50 @@ fn main() {
         catalog.search(&SearchRequest { query: "*".into(), limit: 1, ..Default::default() }).expect("count").total;
     println!("index: {total} events, {} partitions", catalog.partitions().len());
 
-    // A term query over one hour in the middle of the week, newest first, 100 hits.
+    // Queries over one hour in the middle of the week, and one over all of it; newest first,
+    // 100 hits.
     let from = T0 + 3 * 86_400_000 + 5 * 3_600_000;
-    let req = SearchRequest {
-        query: "status:503".into(),
-        from_ms: Some(from),
-        to_ms: Some(from + 3_600_000),
-        limit: 100,
-        ..Default::default()
-    };
     let runs = 300;
-    let mut direct = Vec::with_capacity(runs);
-    let mut hits = 0;
-    for _ in 0..runs {
-        let t = Instant::now();
-        let r = catalog.search(&req).expect("search");
-        direct.push(t.elapsed().as_secs_f64() * 1000.0);
-        hits = r.total;
+    let week = (T0, T0 + 7 * 86_400_000);
+    for (query, (from, to)) in [
+        ("status:503", (from, from + 3_600_000)),
+        ("duration_ms:>1000", (from, from + 3_600_000)),
+        ("shoes", (from, from + 3_600_000)),
+        ("passwd", week),
+    ] {
+        let req = SearchRequest {
+            query: query.into(),
+            from_ms: Some(from),
+            to_ms: Some(to),
+            limit: 100,
+            ..Default::default()
+        };
+        let mut hits = 0;
+        let (p50, p99) = percentiles(timed(runs, || hits = catalog.search(&req).expect("search").total));
+        let hours = (to - from) / 3_600_000;
+        println!("search {query:<18} {hours:>3} h of {total}: {hits:>7} matches   p50 {p50:.2} ms  p99 {p99:.2} ms");
     }
-    let (p50, p99) = percentiles(direct);
-    println!("search status:503, 1 h of {total}: {hits} matches   p50 {p50:.2} ms  p99 {p99:.2} ms  (on the index)");
+
+    // Statistics as a restart rebuilds them from the index; "the last 24 hours" of day 4.
+    let started = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let requests = logwarden::stats::rebuild(&catalog, &[], &mut Recorder::new(stats.clone())).expect("rebuild");
+    println!("statistics rebuilt from the index: {requests} requests in {:.1} s", started.elapsed().as_secs_f64());
+    let day = |k: i64| {
+        let to = T0 + 4 * 86_400_000 + 17 * 60_000 + k * 60_000;
+        MinuteRange::covering(to - 86_400_000, to)
+    };
+    let mut groups = 0;
+    let again = timed(runs, || groups = stats.report(day(0), &Filter::default(), GroupBy::Route).groups.len());
+    let (p50, p99) = percentiles(again);
+    println!("stats 24 h, all {groups} routes, asked again           p50 {p50:.2} ms  p99 {p99:.2} ms");
+    let mut k = 0;
+    let moving = timed(runs, || {
+        k += 1;
+        stats.report(day(k), &Filter::default(), GroupBy::Route).groups.len()
+    });
+    let (p50, p99) = percentiles(moving);
+    println!("stats 24 h, all routes, a minute later each time     p50 {p50:.2} ms  p99 {p99:.2} ms");
 
     // The same through the API router, with every layer.
     let token = "bench-token";
@@ -110,13 +150,15 @@ fn main() {
         Arc::new(IngestCounters::default()),
         Auth::new(vec![("bench".into(), Role::Admin, token.into())]),
         u32::MAX,
-    );
+    )
+    .with_stats(stats.clone());
     let app = router(state, &Limits::default());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let get = |path: String| {
         Request::get(path).header("authorization", format!("Bearer {token}")).body(Body::empty()).expect("request")
     };
     let mut via_api = Vec::with_capacity(runs);
+    let mut stats_api = Vec::with_capacity(runs);
     let mut layers = Vec::with_capacity(runs * 10);
     rt.block_on(async {
         for i in 0..runs {
@@ -134,6 +176,14 @@ fn main() {
             let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
             via_api.push(t.elapsed().as_secs_f64() * 1000.0);
         }
+        let (from, to) = (day(0).from_ms / 1000, day(0).to_ms / 1000);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let resp = app.clone().oneshot(get(format!("/api/v1/stats?from={from}&to={to}"))).await.expect("call");
+            assert_eq!(resp.status(), 200);
+            let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+            stats_api.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
         for _ in 0..runs * 10 {
             let t = Instant::now();
             let resp = app.clone().oneshot(get("/no/such/endpoint".into())).await.expect("call");
@@ -144,6 +194,8 @@ fn main() {
     });
     let (p50, p99) = percentiles(via_api);
     println!("same through the API router                         p50 {p50:.2} ms  p99 {p99:.2} ms");
+    let (p50, p99) = percentiles(stats_api);
+    println!("stats 24 h through the API router (asked again)      p50 {p50:.2} ms  p99 {p99:.2} ms");
     let (p50, p99) = percentiles(layers);
     println!(
         "the layers alone (auth, rate limit, headers, limits, 404 body)  p50 {p50:.1} µs  p99 {p99:.1} µs per request"
