@@ -350,13 +350,15 @@ impl Catalog {
     }
 
     /// Runs `collector` over the matching events of every partition in the range, leaving out
-    /// the lines in `skip` (those the index is about to replay).
+    /// the lines in `skip` (those the index is about to replay), and hands `f` each partition's
+    /// fruit as it is collected, so only one is held at a time.
     pub fn collect<C: Collector>(
         &self,
         req: &SearchRequest,
         skip: &[Replay],
         collector: &C,
-    ) -> Result<Vec<C::Fruit>, SearchError> {
+        mut f: impl FnMut(C::Fruit),
+    ) -> Result<(), SearchError> {
         let mut query = self.parse_query(req)?;
         if !skip.is_empty() {
             let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, query)];
@@ -372,11 +374,10 @@ impl Catalog {
             }
             query = Box::new(BooleanQuery::new(clauses));
         }
-        let mut fruits = Vec::new();
         for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
-            fruits.push(reader.searcher().search(&query, collector)?);
+            f(reader.searcher().search(&query, collector)?);
         }
-        Ok(fruits)
+        Ok(())
     }
 
     /// Checks that the request's query parses, without running it.

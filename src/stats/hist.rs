@@ -94,6 +94,17 @@ impl Latency {
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }
+
+    /// The counts by bucket index, sorted.
+    pub fn buckets(&self) -> &[(u32, u32)] {
+        &self.buckets
+    }
+
+    /// A latency of these counts, sorted by bucket index.
+    pub fn from_sorted(buckets: Vec<(u32, u32)>) -> Latency {
+        debug_assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
+        Latency { buckets }
+    }
 }
 
 /// Quantiles over several latencies at once, without building a merged one: counts are added

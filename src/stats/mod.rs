@@ -12,9 +12,10 @@
 
 pub mod collect;
 pub mod hist;
+pub mod packed;
 pub mod routes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -434,11 +435,24 @@ pub fn summarise<'a>(
 
 type Bucket = HashMap<u32, Series>;
 
+/// One minute's series: a map while events may still land in it, packed bytes after (see
+/// [`packed`]); a late event unpacks it again.
+enum Minute {
+    Open(Bucket),
+    Packed(Box<[u8]>),
+}
+
+/// Minutes this far behind the newest are packed.
+const OPEN_MINUTES: i64 = 120;
+
 /// The published buckets: minutes, and hours rolled up from them.
 #[derive(Default)]
 struct Buckets {
     keys: Vec<Key>,
-    minutes: BTreeMap<i64, Bucket>,
+    minutes: BTreeMap<i64, Minute>,
+    /// The minutes not packed, and the newest minute written.
+    open: BTreeSet<i64>,
+    newest: i64,
     hours: BTreeMap<i64, Bucket>,
     /// Counts the flushes; `written` holds, per hour, the flush that last wrote into it.
     version: u64,
@@ -459,37 +473,93 @@ fn each<'a>(bucket: &'a Bucket, only: Option<&[u32]>, mut f: impl FnMut(u32, &'a
     }
 }
 
+/// The series of `buckets` by key id (with `only`, just those keys).
+fn series_in<'a>(buckets: impl Iterator<Item = &'a Bucket>, only: Option<&[u32]>) -> Vec<(u32, &'a Series)> {
+    let mut out = Vec::new();
+    buckets.for_each(|b| each(b, only, |id, s| out.push((id, s))));
+    out
+}
+
+/// Series read from the buckets: references into those held as maps, and those decoded from
+/// packed minutes, which the reader owns.
+#[derive(Default)]
+struct Read<'a> {
+    held: Vec<(u32, &'a Series)>,
+    unpacked: Vec<(u32, Series)>,
+}
+
+impl<'a> Read<'a> {
+    fn all(&self) -> impl Iterator<Item = (u32, &Series)> {
+        self.held.iter().copied().chain(self.unpacked.iter().map(|(id, s)| (*id, s)))
+    }
+}
+
 impl Buckets {
-    /// The series of minutes `[from, to)` by key id: whole hours from the roll-ups, the edges
-    /// by minute.
-    fn between<'a>(&'a self, from: i64, to: i64, only: Option<&[u32]>) -> Vec<(u32, &'a Series)> {
-        let mut out = Vec::new();
-        let mut take = |map: &'a BTreeMap<i64, Bucket>, lo: i64, hi: i64| {
-            for b in map.range(lo..hi).map(|(_, b)| b) {
-                each(b, only, |id, s| out.push((id, s)));
+    /// Adds the series of minutes `[lo, hi)` to `read`.
+    fn read_minutes<'a>(&'a self, lo: i64, hi: i64, only: Option<&[u32]>, read: &mut Read<'a>) {
+        for m in self.minutes.range(lo..hi).map(|(_, m)| m) {
+            match m {
+                Minute::Open(b) => each(b, only, |id, s| read.held.push((id, s))),
+                Minute::Packed(bytes) => packed::unpack(bytes, only, &mut read.unpacked),
             }
-        };
-        let (first_hour, last_hour) = whole_hours(from, to);
-        if first_hour < last_hour {
-            take(&self.minutes, from, first_hour * 60);
-            take(&self.hours, first_hour, last_hour);
-            take(&self.minutes, last_hour * 60, to);
-        } else {
-            take(&self.minutes, from, to);
         }
-        out
     }
 
-    /// The buckets of minutes `[from, to)`, within one hour: that hour's roll-up when the
+    /// The series of minutes `[from, to)` by key id: whole hours from the roll-ups, the edges
+    /// by minute.
+    fn between<'a>(&'a self, from: i64, to: i64, only: Option<&[u32]>) -> Read<'a> {
+        let mut read = Read::default();
+        let (first_hour, last_hour) = whole_hours(from, to);
+        if first_hour < last_hour {
+            self.read_minutes(from, first_hour * 60, only, &mut read);
+            read.held.extend(series_in(self.hours.range(first_hour..last_hour).map(|(_, b)| b), only));
+            self.read_minutes(last_hour * 60, to, only, &mut read);
+        } else {
+            self.read_minutes(from, to, only, &mut read);
+        }
+        read
+    }
+
+    /// The series of minutes `[from, to)`, within one hour: that hour's roll-up when the
     /// minutes start it and none after them holds anything (the current hour, up to now), so
     /// a dashboard's "last 24 hours" adds one bucket at that edge, not one per minute.
-    fn edge_buckets(&self, from: i64, to: i64) -> Vec<&Bucket> {
+    fn edge(&self, from: i64, to: i64, only: Option<&[u32]>) -> Read<'_> {
         let hour = from.div_euclid(60);
         let end = (hour + 1) * 60;
+        let mut read = Read::default();
         if from == hour * 60 && to <= end && self.minutes.range(to..end).next().is_none() {
-            return self.hours.get(&hour).into_iter().collect();
+            read.held = series_in(self.hours.get(&hour).into_iter(), only);
+        } else {
+            self.read_minutes(from, to, only, &mut read);
         }
-        self.minutes.range(from..to).map(|(_, m)| m).collect()
+        read
+    }
+
+    /// The map of `minute`, unpacked if it was packed.
+    fn open_minute(&mut self, minute: i64) -> &mut Bucket {
+        self.newest = self.newest.max(minute);
+        self.open.insert(minute);
+        let m = self.minutes.entry(minute).or_insert_with(|| Minute::Open(Bucket::new()));
+        if let Minute::Packed(bytes) = m {
+            *m = Minute::Open(packed::unpack_all(bytes));
+        }
+        match m {
+            Minute::Open(b) => b,
+            Minute::Packed(_) => unreachable!("unpacked above"),
+        }
+    }
+
+    /// Packs the open minutes [`OPEN_MINUTES`] behind the newest.
+    fn pack_old_minutes(&mut self) {
+        let old: Vec<i64> = self.open.range(..self.newest - OPEN_MINUTES).copied().collect();
+        for minute in old {
+            self.open.remove(&minute);
+            if let Some(m) = self.minutes.get_mut(&minute)
+                && let Minute::Open(b) = m
+            {
+                *m = Minute::Packed(packed::pack(b));
+            }
+        }
     }
 
     /// The last flush that wrote into hours `[first, last)`: anything built from them since is
@@ -522,14 +592,12 @@ struct Merged {
 }
 
 impl Merged {
-    fn build<'a>(buckets: impl Iterator<Item = &'a Bucket>, grouping: &Grouping) -> Merged {
+    fn build<'a>(series: impl Iterator<Item = (u32, &'a Series)>, grouping: &Grouping) -> Merged {
         let mut parts: Vec<Vec<&Series>> = vec![Vec::new(); grouping.names.len()];
-        for b in buckets {
-            each(b, grouping.only(), |id, s| {
-                if let Some(g) = grouping.group_of(id) {
-                    parts[g].push(s);
-                }
-            });
+        for (id, s) in series {
+            if let Some(g) = grouping.group_of(id) {
+                parts[g].push(s);
+            }
         }
         let shares = in_parallel(&parts, |share| {
             let (mut q, mut dense) = (Quantiles::default(), Dense::default());
@@ -644,13 +712,14 @@ pub fn rebuild(catalog: &Catalog, skip: &[Replay], recorder: &mut Recorder) -> R
     let collector = collect::SeriesCollector { thresholds: Arc::new(recorder.thresholds.clone()) };
     let mut requests = 0;
     // One partition at a time, so the collected series of only one day are held at once.
-    for fruit in catalog.collect(&SearchRequest::default(), skip, &collector)? {
+    catalog.collect(&SearchRequest::default(), skip, &collector, |fruit| {
         for (minute, key, series) in fruit {
             requests += series.count;
             recorder.absorb(minute, &key, &series);
         }
-    }
-    recorder.flush();
+        // Published (and its old minutes packed) a partition at a time.
+        recorder.flush();
+    })?;
     Ok(requests)
 }
 
@@ -689,8 +758,8 @@ impl Stats {
             return self.report_spanning(&b, from, to, shape, range.seconds());
         }
         let grouping = Grouping::new(&b.keys, filter, group_by);
-        let series = b.between(from, to, grouping.only());
-        grouping.report(series.into_iter(), group_by, range.seconds())
+        let read = b.between(from, to, grouping.only());
+        grouping.report(read.all(), group_by, range.seconds())
     }
 
     /// The report over a long range: its whole hours from a kept [`Span`], its edge minutes
@@ -706,7 +775,8 @@ impl Stats {
             |s| s.stamp == stamp,
             || {
                 let grouping = Grouping::new(&b.keys, &shape.filter, shape.group_by);
-                let merged = Merged::build(b.hours.range(first..last).map(|(_, h)| h), &grouping);
+                let hours = series_in(b.hours.range(first..last).map(|(_, h)| h), grouping.only());
+                let merged = Merged::build(hours.into_iter(), &grouping);
                 Span {
                     first,
                     last,
@@ -778,7 +848,7 @@ impl Stats {
                 shape: shape.clone(),
                 stamp,
                 merged: match from < to {
-                    true => Merged::build(b.edge_buckets(from, to).into_iter(), grouping),
+                    true => Merged::build(b.edge(from, to, grouping.only()).all(), grouping),
                     false => Merged::default(),
                 },
             },
@@ -825,7 +895,9 @@ pub fn series_from_index(
     thresholds: &Thresholds,
 ) -> Result<collect::Collected, SearchError> {
     let collector = collect::SeriesCollector { thresholds: Arc::new(thresholds.clone()) };
-    Ok(catalog.collect(req, &[], &collector)?.into_iter().flatten().collect())
+    let mut all = Vec::new();
+    catalog.collect(req, &[], &collector, |fruit| all.extend(fruit))?;
+    Ok(all)
 }
 
 /// Rate-limits the slow-request warning.
@@ -948,13 +1020,14 @@ impl Recorder {
                 marked = Some(hour);
             }
             b.hours.entry(hour).or_default().entry(id).or_default().merge(&s);
-            match b.minutes.entry(minute).or_default().entry(id) {
+            match b.open_minute(minute).entry(id) {
                 std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(s);
                 }
             }
         }
+        b.pack_old_minutes();
     }
 
     /// Drops the buckets before `cutoff_ms` (retention).
@@ -962,6 +1035,7 @@ impl Recorder {
         let minute = cutoff_ms.div_euclid(MINUTE_MS);
         let mut b = self.stats.buckets.write().expect("stats lock");
         b.minutes = b.minutes.split_off(&minute);
+        b.open = b.open.split_off(&minute);
         b.hours = b.hours.split_off(&minute.div_euclid(60));
         b.written = b.written.split_off(&minute.div_euclid(60));
         self.stats.forget_merged();
@@ -1055,8 +1129,8 @@ mod tests {
         let from_hours = |stats: &Stats| {
             let b = stats.buckets.read().unwrap();
             let grouping = Grouping::new(&b.keys, &Filter::default(), GroupBy::Route);
-            let series = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None);
-            grouping.report(series.into_iter(), GroupBy::Route, range.seconds())
+            let read = b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None);
+            grouping.report(read.all(), GroupBy::Route, range.seconds())
         };
         let sorted = |mut rep: Report| {
             rep.groups.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1093,7 +1167,7 @@ mod tests {
         let (from, to) = (range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS);
         for group_by in [GroupBy::Status, GroupBy::StatusClass, GroupBy::Method, GroupBy::None] {
             let g = Grouping::new(&b.keys, &Filter::default(), group_by);
-            let expected = sorted(g.report(b.between(from, to, None).into_iter(), group_by, range.seconds()));
+            let expected = sorted(g.report(b.between(from, to, None).all(), group_by, range.seconds()));
             let shape = Shape { filter: Filter::default(), group_by };
             assert_eq!(sorted(stats.report_spanning(&b, from, to, shape, range.seconds())), expected, "{group_by:?}");
         }
@@ -1104,11 +1178,44 @@ mod tests {
         let b = stats.buckets.read().unwrap();
         let g = Grouping::new(&b.keys, &f, GroupBy::None);
         let expected = g.report(
-            b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None).into_iter(),
+            b.between(range.from_ms / MINUTE_MS, range.to_ms / MINUTE_MS, None).all(),
             GroupBy::None,
             range.seconds(),
         );
         assert_eq!(one, expected.total);
+    }
+
+    #[test]
+    fn packed_minutes_answer_as_they_did_open_and_reopen_for_late_events() {
+        let stats = Arc::new(Stats::default());
+        let mut r = Recorder::new(stats.clone());
+        let t0 = 1_764_000_000_000;
+        let record = |r: &mut Recorder, minutes: std::ops::Range<i64>| {
+            for m in minutes {
+                for k in 0..5 {
+                    let status = if (m + k) % 7 == 0 { 502 } else { 200 };
+                    r.record(&event(t0 + m * MINUTE_MS + k, &format!("/r{k}"), status, Some((m * 37 % 900) as f64)));
+                }
+            }
+            r.flush();
+        };
+        record(&mut r, 0..60);
+        let range = MinuteRange::covering(t0 + 10 * MINUTE_MS, t0 + 50 * MINUTE_MS);
+        let open = stats.report(range, &Filter::default(), GroupBy::Route);
+        let packed_count = |stats: &Stats| {
+            let b = stats.buckets.read().unwrap();
+            b.minutes.values().filter(|m| matches!(m, Minute::Packed(_))).count()
+        };
+        assert_eq!(packed_count(&stats), 0);
+        record(&mut r, 60..300);
+        assert_eq!(packed_count(&stats), 300 - OPEN_MINUTES as usize - 1);
+        assert_eq!(stats.report(range, &Filter::default(), GroupBy::Route), open, "the same figures once packed");
+        let one = Filter { route: Some("/r3".into()), ..Filter::default() };
+        assert_eq!(stats.report(range, &one, GroupBy::None).total.count, 40);
+        // A late event unpacks its minute; the next flush packs it again.
+        record(&mut r, 20..21);
+        assert_eq!(stats.report(range, &Filter::default(), GroupBy::Route).total.count, open.total.count + 5);
+        assert_eq!(packed_count(&stats), 300 - OPEN_MINUTES as usize - 1);
     }
 
     #[test]
