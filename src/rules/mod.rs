@@ -12,7 +12,7 @@ pub mod transform;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use regex_automata::meta::Regex;
 use regex_automata::{Input, MatchKind, PatternSet};
@@ -203,11 +203,27 @@ struct Group {
     target: Target,
     transforms: Vec<Transform>,
     regex: Regex,
-    /// Each pattern alone, to find where a reported pattern matched (only for hits, which are
-    /// rare, so the shared engine stays the only scan of clean traffic).
-    singles: Vec<Regex>,
+    /// Each pattern alone, to find where a reported pattern matched: only for hits, which are
+    /// rare, so the shared engine stays the only scan of clean traffic. Compiled at a pattern's
+    /// first hit: compiled up front they took about 60 MB, more than anything else in the
+    /// daemon but the index writer.
+    singles: Vec<OnceLock<Regex>>,
+    patterns: Vec<String>,
     /// Pattern index -> rule index.
     rules: Vec<usize>,
+}
+
+impl Group {
+    /// Pattern `p` alone. Only the start and end of a match are asked of it, so it needs no
+    /// one-pass DFA (which is for capture groups, and large).
+    fn single(&self, p: usize) -> &Regex {
+        self.singles[p].get_or_init(|| {
+            Regex::builder()
+                .configure(Regex::config().onepass(false))
+                .build(&self.patterns[p])
+                .expect("patterns are validated in from_sources")
+        })
+    }
 }
 
 /// Every rule, compiled.
@@ -329,9 +345,14 @@ impl RuleSet {
                 .map_err(|e| RuleError::Invalid { file: "rules".into(), line: 0, message: e.to_string() })?;
             // Every pattern was compiled alone when its file was read, so this cannot fail; a
             // skipped pattern would misalign the indices, hence no filter_map.
-            let singles =
-                pats.iter().map(|(_, p)| Regex::new(p).expect("patterns are validated in from_sources")).collect();
-            groups.push(Group { target, transforms, regex, singles, rules: pats.iter().map(|(i, _)| *i).collect() });
+            groups.push(Group {
+                target,
+                transforms,
+                regex,
+                singles: pats.iter().map(|_| OnceLock::new()).collect(),
+                patterns: pats.iter().map(|(_, p)| p.to_string()).collect(),
+                rules: pats.iter().map(|(i, _)| *i).collect(),
+            });
         }
         Ok(Self { rules, groups, structural })
     }
@@ -356,7 +377,7 @@ impl RuleSet {
                 for p in set.iter() {
                     let rule = g.rules[p.as_usize()];
                     if !hit[rule]
-                        && let Some(m) = g.singles[p.as_usize()].find(text.as_ref())
+                        && let Some(m) = g.single(p.as_usize()).find(text.as_ref())
                     {
                         matches.push((rule, g.target, excerpt(&text, m.start(), m.end())));
                     }
