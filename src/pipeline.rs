@@ -36,6 +36,8 @@ use crate::stats::routes::RouteTable;
 const CHUNK: usize = 1024;
 /// Units of work in flight per worker.
 const QUEUE: usize = 4;
+/// How often the index loop hands free memory back (see `release_free_memory`).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// What the parse stage hands on. Events are by far the common variant, so they are kept
 /// inline rather than boxed: boxing would cost an allocation per event for the rare `Advance`.
@@ -295,6 +297,7 @@ fn index_loop(
     let mut next = 0u64;
     let mut early: BTreeMap<u64, Vec<Ready>> = BTreeMap::new();
     let mut last_commit = Instant::now();
+    let mut last_trim = Instant::now();
     let mut last_retention: Option<Instant> = None;
     // Anomaly counts since the last commit, published with it: no lock per event.
     let mut by_severity: BTreeMap<String, u64> = BTreeMap::new();
@@ -339,6 +342,10 @@ fn index_loop(
             commit(&mut store, counters)?;
             recorder.flush();
             publish_anomalies(counters, &mut by_severity, &mut by_rule);
+            if last_trim.elapsed() >= TRIM_EVERY {
+                crate::release_free_memory();
+                last_trim = Instant::now();
+            }
             last_commit = Instant::now();
             if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 recorder.drop_before(store.apply_retention()?);
