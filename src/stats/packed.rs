@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn packed_minutes_unpack_to_the_same_series() {
-        let mut bucket = Bucket::new();
+        let mut bucket = Bucket::default();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for i in 0..500u32 {
             let id = i * 7 % 613;
