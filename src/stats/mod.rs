@@ -435,6 +435,7 @@ pub fn summarise<'a>(
     Grouping::new(&keys, filter, group_by).report(series.into_iter(), group_by, seconds)
 }
 
+/// Series by key id. The ids are ours, so the cheap FxHash is safe here.
 type Bucket = FxHashMap<u32, Series>;
 
 /// One minute's series: a map while events may still land in it, packed bytes after (see
@@ -930,12 +931,12 @@ impl SlowLog {
 pub struct Recorder {
     stats: Arc<Stats>,
     thresholds: Thresholds,
-    /// Key ids by the key's parts as bytes. The hot path hashes with FxHash: the keys come
-    /// from our own parser and are not chosen to collide, and SipHash was a third of the cost
-    /// of recording an event.
-    ids: FxHashMap<Vec<u8>, u32>,
+    /// Key ids by the key's parts as bytes. Routes and hosts come from requests, so an
+    /// attacker could pick them to collide: this map keeps the standard (keyed) hasher.
+    ids: HashMap<Vec<u8>, u32>,
     new_keys: Vec<Key>,
     next_id: u32,
+    /// By minute and key id, numbers of our own: FxHash, which is much cheaper.
     pending: FxHashMap<(i64, u32), Series>,
     scratch: Vec<u8>,
     slow_log: SlowLog,
@@ -946,7 +947,7 @@ impl Recorder {
         Self {
             thresholds: stats.thresholds.clone(),
             stats,
-            ids: FxHashMap::default(),
+            ids: HashMap::new(),
             new_keys: Vec::new(),
             next_id: 0,
             pending: FxHashMap::default(),
