@@ -538,9 +538,11 @@ impl Buckets {
         read
     }
 
-    /// The map of `minute`, unpacked if it was packed.
-    fn open_minute(&mut self, minute: i64) -> &mut Bucket {
-        self.newest = self.newest.max(minute);
+    /// The map of `minute`, unpacked if it was packed. Minutes ahead of the clock (`now`, in
+    /// minutes) count as newest only up to [`OPEN_MINUTES`] ahead: one line from a skewed clock
+    /// must not get the current minutes packed and unpacked at every flush.
+    fn open_minute(&mut self, minute: i64, now: i64) -> &mut Bucket {
+        self.newest = self.newest.max(minute.min(now + OPEN_MINUTES));
         self.open.insert(minute);
         let m = self.minutes.entry(minute).or_insert_with(|| Minute::Open(Bucket::default()));
         if let Minute::Packed(bytes) = m {
@@ -1019,6 +1021,7 @@ impl Recorder {
         b.version += 1;
         let version = b.version;
         let mut marked = None;
+        let now = crate::index::now_ms().div_euclid(MINUTE_MS);
         for ((minute, id), s) in self.pending.drain() {
             let hour = minute.div_euclid(60);
             // Pending series are nearly all of one hour: mark each hour once, not per series.
@@ -1027,7 +1030,7 @@ impl Recorder {
                 marked = Some(hour);
             }
             b.hours.entry(hour).or_default().entry(id).or_default().merge(&s);
-            match b.open_minute(minute).entry(id) {
+            match b.open_minute(minute, now).entry(id) {
                 std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(s);
@@ -1223,6 +1226,14 @@ mod tests {
         record(&mut r, 20..21);
         assert_eq!(stats.report(range, &Filter::default(), GroupBy::Route).total.count, open.total.count + 5);
         assert_eq!(packed_count(&stats), 300 - OPEN_MINUTES as usize - 1);
+        // A line from a clock ten days ahead does not get every minute of today packed.
+        let now = crate::index::now_ms();
+        r.record(&event(now, "/now", 200, Some(1.0)));
+        r.record(&event(now + 10 * 86_400_000, "/future", 200, Some(1.0)));
+        r.flush();
+        let b = stats.buckets.read().unwrap();
+        assert!(matches!(b.minutes.get(&now.div_euclid(MINUTE_MS)), Some(Minute::Open(_))));
+        assert!(b.newest <= now.div_euclid(MINUTE_MS) + OPEN_MINUTES);
     }
 
     #[test]
