@@ -177,8 +177,22 @@ impl Quantiles {
 
 impl Quantiles {
     /// The sum of `parts` as one latency, added up in the dense scratch: one pass over every
-    /// part, instead of a merge per part. Counts saturate as [`Latency::merge`]'s do.
+    /// part, instead of a merge per part. One or two parts (a key or two of an hour's roll-up)
+    /// are merged instead, faster than walking the whole scratch. Counts saturate as
+    /// [`Latency::merge`]'s do.
     pub fn sum<'a>(&mut self, parts: impl IntoIterator<Item = &'a Latency>) -> Latency {
+        let mut parts = parts.into_iter();
+        let (first, second, third) = (parts.next(), parts.next(), parts.next());
+        let parts = match (first, second, third) {
+            (None, _, _) => return Latency::default(),
+            (Some(a), None, _) => return a.clone(),
+            (Some(a), Some(b), None) => {
+                let mut l = a.clone();
+                l.merge(b);
+                return l;
+            }
+            (Some(a), Some(b), Some(c)) => [a, b, c].into_iter().chain(parts),
+        };
         if self.counts.is_empty() {
             let n = layout().lows.len();
             self.counts = vec![0; n];
@@ -218,6 +232,8 @@ pub struct Cumulative {
 }
 
 impl Cumulative {
+    /// Not `set_sum` with nothing: collecting each column in one go is a third faster, and a
+    /// span converts millions of buckets at once.
     pub fn of(l: &Latency) -> Self {
         let mut sum = 0u64;
         let upto = l
@@ -475,7 +491,7 @@ mod tests {
             dense.merge(&half);
             assert_eq!(dense.quantiles(&qs), Some(want.clone()), "seed {seed}, dense");
             // Split unevenly in two, as a kept range and its edge minutes are.
-            for cut in [0, 1, 3, 6, 7] {
+            for cut in [0, 1, 2, 3, 5, 6, 7] {
                 let mut q = Quantiles::default();
                 let (a, b) = (q.sum(&parts[..cut]), q.sum(&parts[cut..]));
                 let both = Cumulative::quantiles_of_both(&Cumulative::of(&a), &Cumulative::of(&b), &qs);

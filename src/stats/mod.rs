@@ -611,17 +611,7 @@ impl Merged {
                 .map(|p| {
                     let mut s = Series::default();
                     p.iter().for_each(|x| s.add_counts(x));
-                    // A key or two per group (an hour's roll-up) merge faster than they add up
-                    // in the dense scratch, which is walked whole.
-                    s.latency = match p[..] {
-                        [one] => one.latency.clone(),
-                        [x, y] => {
-                            let mut l = x.latency.clone();
-                            l.merge(&y.latency);
-                            l
-                        }
-                        _ => q.sum(p.iter().map(|x| &x.latency)),
-                    };
+                    s.latency = q.sum(p.iter().map(|x| &x.latency));
                     dense.add(&s.latency);
                     s
                 })
