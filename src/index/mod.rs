@@ -28,6 +28,11 @@ const DAY_MS: i64 = 86_400_000;
 const WRITER_IDLE: Duration = Duration::from_secs(60);
 /// At most this many partition writers are open at once (a backfill over many days).
 const MAX_WRITERS: usize = 3;
+/// The stored events are JSON, compressed a block at a time. zstd packs them several times
+/// smaller than lz4 (tantivy's default), because it also codes the bytes it cannot match.
+const DOCSTORE_ZSTD_LEVEL: i32 = 3;
+/// Reading one hit decompresses its whole block.
+const DOCSTORE_BLOCK: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -304,7 +309,7 @@ impl IndexStore {
             std::fs::create_dir_all(&path).map_err(|source| IndexError::Io { path: path.clone(), source })?;
             let dir = tantivy::directory::MmapDirectory::open(&path)
                 .map_err(|e| IndexError::Tantivy { partition: name.to_string(), source: e.into() })?;
-            let index = Index::open_or_create(dir, self.catalog.schema.clone()).map_err(Catalog::tantivy(name))?;
+            let index = open_or_create(dir, &self.catalog.schema).map_err(Catalog::tantivy(name))?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
             // tantivy needs at least 15 MB per indexing thread.
             let budget = self.memory_budget.max(threads * 16_000_000);
@@ -456,6 +461,23 @@ impl IndexStore {
     }
 }
 
+/// Opens a partition, or creates it with the current schema and a zstd-compressed document
+/// store. A partition written by an earlier version keeps the options it was made with: field
+/// names, order and types are the same, so the same documents fit it.
+fn open_or_create(dir: tantivy::directory::MmapDirectory, schema: &tantivy::schema::Schema) -> tantivy::Result<Index> {
+    if Index::exists(&dir)? {
+        return Index::open(dir);
+    }
+    let settings = tantivy::IndexSettings {
+        docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
+            compression_level: Some(DOCSTORE_ZSTD_LEVEL),
+        }),
+        docstore_blocksize: DOCSTORE_BLOCK,
+        ..tantivy::IndexSettings::default()
+    };
+    Index::builder().schema(schema.clone()).settings(settings).open_or_create(dir)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -493,6 +515,58 @@ mod tests {
             .expect("export");
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn a_partition_from_an_earlier_schema_still_takes_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = 1_764_000_000_000;
+        // As earlier versions made them: field norms everywhere, offsets indexed, lz4 blocks.
+        let mut b = tantivy::schema::Schema::builder();
+        for entry in schema::build().0.fields().map(|(_, e)| e) {
+            use tantivy::schema::{FAST, INDEXED, STORED, STRING, TEXT};
+            match entry.field_type().value_type() {
+                tantivy::schema::Type::Str if entry.name() == "_source" => b.add_text_field(entry.name(), STORED),
+                tantivy::schema::Type::Str if entry.is_fast() => b.add_text_field(entry.name(), STRING | FAST),
+                tantivy::schema::Type::Str if schema::TEXT_FIELDS.contains(&entry.name()) => {
+                    b.add_text_field(entry.name(), TEXT)
+                }
+                tantivy::schema::Type::Str => b.add_text_field(entry.name(), STRING),
+                tantivy::schema::Type::I64 => b.add_i64_field(entry.name(), INDEXED | FAST),
+                tantivy::schema::Type::U64 => b.add_u64_field(entry.name(), INDEXED | FAST),
+                tantivy::schema::Type::F64 => b.add_f64_field(entry.name(), INDEXED | FAST),
+                tantivy::schema::Type::Bool => b.add_bool_field(entry.name(), INDEXED),
+                tantivy::schema::Type::IpAddr => b.add_ip_addr_field(entry.name(), INDEXED | FAST),
+                other => panic!("no earlier form for {other:?}"),
+            };
+        }
+        let old = b.build();
+        assert_ne!(old, schema::build().0, "the earlier schema differs");
+        let path = dir.path().join(partition_of(t));
+        std::fs::create_dir_all(&path).expect("mkdir");
+        Index::create_in_dir(&path, old.clone()).expect("create earlier partition");
+
+        let (mut store, _) = IndexStore::open(Catalog::open(dir.path()).expect("catalog"), 0, 3650).expect("open");
+        let (o, e) = event(t, 0);
+        store.add(&o, &e).expect("add");
+        let (o, e) = event(t + DAY, 10);
+        store.add(&o, &e).expect("add");
+        store.close().expect("close");
+
+        let catalog = Catalog::open(dir.path()).expect("catalog");
+        assert_eq!(ids(&catalog), ["f:0", "f:10"]);
+        let earlier = Index::open_in_dir(&path).expect("earlier partition");
+        assert_eq!(earlier.schema(), old, "an earlier partition keeps its options");
+        assert!(matches!(earlier.settings().docstore_compression, tantivy::store::Compressor::Lz4));
+        let new = Index::open_in_dir(dir.path().join(partition_of(t + DAY))).expect("new partition");
+        assert!(matches!(new.settings().docstore_compression, tantivy::store::Compressor::Zstd(_)));
+        let hits = catalog.search(&SearchRequest { query: "\"line 10\"".into(), limit: 5, ..Default::default() });
+        assert_eq!(hits.expect("phrase on raw").total, 1);
+        let phrase = SearchRequest { query: "user_agent:\"curl 8\"".into(), limit: 5, ..Default::default() };
+        match catalog.search(&phrase) {
+            Err(search::SearchError::Query(m)) => assert!(m.contains("user_agent") && m.contains("positions"), "{m}"),
+            other => panic!("a phrase where no positions are kept is the client's error: {other:?}"),
+        }
     }
 
     #[test]

@@ -3,9 +3,15 @@
 //! The whole redacted event is stored once, as JSON in `_source`; the searchable fields are
 //! indexed (and fast where they sort or range) but not stored again. Storing every field twice
 //! would double the index for nothing: hits are rebuilt from `_source`.
+//!
+//! Nothing here keeps field norms. They are one byte per document per field, and they only
+//! serve relevance scoring, which no query here uses: hits are ordered by time or duration.
+//! Only `raw` and `message` (what a bare word or a phrase searches) keep word positions.
 
 use tantivy::TantivyDocument;
-use tantivy::schema::{FAST, Field, INDEXED, STORED, STRING, Schema, TEXT};
+use tantivy::schema::{
+    FAST, Field, IndexRecordOption, IpAddrOptions, NumericOptions, STORED, Schema, TextFieldIndexing, TextOptions,
+};
 
 use crate::event::LineFlag;
 use crate::redact::Redacted;
@@ -55,24 +61,57 @@ pub struct Fields {
     texts: Vec<Field>,
 }
 
+/// Text indexed with `tokenizer`, keeping `record`, without field norms.
+fn text(tokenizer: &str, record: IndexRecordOption) -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(record).set_fieldnorms(false),
+    )
+}
+
+/// One exact value, searched whole.
+fn keyword() -> TextOptions {
+    text("raw", IndexRecordOption::Basic)
+}
+
+/// A number searched by value or range (`INDEXED` would add field norms).
+fn number() -> NumericOptions {
+    NumericOptions::default().set_indexed()
+}
+
+/// Fields whose phrases are searched; the other text fields keep no word positions, since
+/// `raw` holds their words too.
+const PHRASE_FIELDS: &[&str] = &["message", "raw"];
+
 pub fn build() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let id = b.add_text_field("id", STRING);
-    let timestamp = b.add_i64_field("timestamp", INDEXED | FAST);
-    let status = b.add_u64_field("status", INDEXED | FAST);
-    let duration_ms = b.add_f64_field("duration_ms", INDEXED | FAST);
-    let bytes_sent = b.add_u64_field("bytes_sent", INDEXED | FAST);
-    let unparsed = b.add_bool_field("unparsed", INDEXED);
-    let flags = b.add_text_field("flags", STRING);
-    let anomalies = b.add_text_field("anomalies", STRING | FAST);
-    let families = b.add_text_field("family", STRING | FAST);
-    let fingerprint = b.add_text_field("fingerprint", STRING);
-    let offset = b.add_u64_field("offset", INDEXED | FAST);
-    let ip = b.add_ip_addr_field("ip", INDEXED | FAST);
-    let anomaly_score = b.add_u64_field("anomaly_score", INDEXED | FAST);
-    let attack = b.add_bool_field("attack", INDEXED);
-    let keywords = KEYWORD_FIELDS.iter().map(|n| b.add_text_field(n, STRING | FAST)).collect();
-    let texts = TEXT_FIELDS.iter().map(|n| b.add_text_field(n, TEXT)).collect();
+    let id = b.add_text_field("id", keyword());
+    let timestamp = b.add_i64_field("timestamp", number() | FAST);
+    let status = b.add_u64_field("status", number() | FAST);
+    let duration_ms = b.add_f64_field("duration_ms", number() | FAST);
+    let bytes_sent = b.add_u64_field("bytes_sent", number() | FAST);
+    let unparsed = b.add_bool_field("unparsed", number());
+    let flags = b.add_text_field("flags", keyword());
+    let anomalies = b.add_text_field("anomalies", keyword() | FAST);
+    let families = b.add_text_field("family", keyword() | FAST);
+    let fingerprint = b.add_text_field("fingerprint", keyword());
+    // Offsets are only ever asked for as ranges within one file, which the fast field answers;
+    // indexing them too would add a term per event.
+    let offset = b.add_u64_field("offset", FAST);
+    let ip = b.add_ip_addr_field("ip", IpAddrOptions::default().set_indexed().set_fast());
+    let anomaly_score = b.add_u64_field("anomaly_score", number() | FAST);
+    let attack = b.add_bool_field("attack", number());
+    let keywords = KEYWORD_FIELDS.iter().map(|n| b.add_text_field(n, keyword() | FAST)).collect();
+    let texts = TEXT_FIELDS
+        .iter()
+        .map(|n| {
+            let record = if PHRASE_FIELDS.contains(n) {
+                IndexRecordOption::WithFreqsAndPositions
+            } else {
+                IndexRecordOption::Basic
+            };
+            b.add_text_field(n, text("default", record))
+        })
+        .collect();
     let source_json = b.add_text_field("_source", STORED);
     let schema = b.build();
     (
