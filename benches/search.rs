@@ -1,6 +1,6 @@
 //! Search and statistics latency over a large index, and what the HTTP layers cost per request.
 //!
-//! Builds (once, kept under `target/bench-search/<N>`) an index of N generated events over a
+//! Builds (once per schema, kept under `target/bench-search/<N>`) an index of N generated events over a
 //! week, then times, 300 times each: a term query, a range query on the duration and a
 //! full-text query, each over one hour; a full-text query over the whole week; a term query
 //! through the full API router (token check, rate limit, security headers, limits, JSON); and
@@ -31,8 +31,10 @@ use tower::ServiceExt;
 const T0: i64 = 1_764_000_000_000;
 
 fn build(dir: &std::path::Path, events: u64) {
+    // The marker holds the schema it was built with: an index of an older one is built again.
     let done = dir.join("complete");
-    if done.exists() {
+    let schema = serde_json::to_string(&logwarden::index::schema::build().0).expect("schema");
+    if std::fs::read_to_string(&done).is_ok_and(|built| built == schema) {
         return;
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -65,7 +67,7 @@ fn build(dir: &std::path::Path, events: u64) {
         }
     }
     store.close().expect("close");
-    std::fs::write(&done, "").expect("marker");
+    std::fs::write(&done, schema).expect("marker");
     println!("built an index of {events} events in {:.0} s", started.elapsed().as_secs_f64());
 }
 

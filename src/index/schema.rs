@@ -8,12 +8,13 @@
 //! serve relevance scoring, which no query here uses: hits are ordered by time or duration.
 //! Only `raw` and `message` (what a bare word or a phrase searches) keep word positions.
 
-use tantivy::TantivyDocument;
+use tantivy::columnar::{Column, StrColumn};
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, IpAddrOptions, NumericOptions, STORED, Schema, TextFieldIndexing, TextOptions,
 };
+use tantivy::{DocAddress, Searcher, SegmentReader, TantivyDocument};
 
-use crate::event::LineFlag;
+use crate::event::{Event, LineFlag};
 use crate::redact::Redacted;
 
 /// Fields that hold one exact value (searched as `field:value`). They are also fast fields, so
@@ -179,22 +180,7 @@ impl Fields {
             doc.add_ip_addr(self.ip, v6);
         }
         doc.add_bool(self.attack, ev.attack);
-        let keywords = [
-            ("method", ev.method.as_deref()),
-            ("route", ev.route.as_deref()),
-            ("path", ev.path.as_deref()),
-            ("host", ev.host.as_deref()),
-            ("client_ip", ev.client_ip.as_deref()),
-            ("source", Some(ev.source.as_str())),
-            ("format", Some(ev.format.as_str())),
-            ("level", ev.level.as_deref()),
-            ("request_id", ev.request_id.as_deref()),
-            ("user_id", ev.user_id.as_deref()),
-            ("client_id", ev.client_id.as_deref()),
-            ("protocol", ev.protocol.as_deref()),
-            ("severity", ev.severity.as_deref()),
-            ("ua", ev.user_agent.as_deref()),
-        ];
+        let keywords = keyword_values(ev);
         let texts = [
             ("message", ev.message.as_deref()),
             ("raw", Some(ev.raw.as_str())),
@@ -211,13 +197,194 @@ impl Fields {
                 }
             }
         }
-        doc.add_text(self.source_json, serde_json::to_string(ev).unwrap_or_default());
+        doc.add_text(self.source_json, serde_json::to_string(&Stored::of(ev)).unwrap_or_default());
         doc
+    }
+
+    /// Reads hits of one searcher, event by event as [`Fields::document`] wrote them.
+    pub fn hits<'s>(&'s self, searcher: &'s Searcher) -> Hits<'s> {
+        Hits { fields: self, searcher, columns: Vec::new() }
     }
 
     /// Fields a bare word searches.
     pub fn default_search(&self) -> Vec<Field> {
         vec![self.texts[0], self.texts[1]]
+    }
+}
+
+/// What `_source` holds of an event: everything no column gives back (the keywords and the
+/// numbers in [`Hits::read`]). A request's path, route, user agent and the like are then
+/// kept once, in columns that hold each distinct value once, instead of once per event here.
+#[derive(serde::Serialize)]
+struct Stored<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    headers: &'a std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a str>,
+    raw: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parse_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    flags: &'a [LineFlag],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    anomalies: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    families: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    attack: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    matches: &'a [crate::event::AnomalyMatch],
+    /// Keyword values too long for their column to give back whole.
+    #[serde(flatten)]
+    too_long: std::collections::BTreeMap<&'static str, &'a str>,
+}
+
+impl<'a> Stored<'a> {
+    fn of(ev: &'a Event) -> Self {
+        Stored {
+            id: &ev.id,
+            query: ev.query.as_deref(),
+            upstream_ms: ev.upstream_ms,
+            request_bytes: ev.request_bytes,
+            referer: ev.referer.as_deref(),
+            message: ev.message.as_deref(),
+            headers: &ev.headers,
+            body: ev.body.as_deref(),
+            raw: &ev.raw,
+            parse_error: ev.parse_error.as_deref(),
+            flags: &ev.flags,
+            anomalies: &ev.anomalies,
+            families: &ev.families,
+            attack: ev.attack,
+            matches: &ev.matches,
+            too_long: keyword_values(ev)
+                .into_iter()
+                .filter_map(|(column, v)| Some((event_key(column), v.filter(|v| v.len() > COLUMN_TEXT_MAX)?)))
+                .collect(),
+        }
+    }
+}
+
+/// The longest text a fast column gives back whole; it cuts longer ones.
+const COLUMN_TEXT_MAX: usize = 65_535;
+
+/// The value of each of `KEYWORD_FIELDS`, in that order. Each is a single-valued fast
+/// field, which gives the event's field back whole (see [`event_key`]).
+fn keyword_values(ev: &Event) -> [(&'static str, Option<&str>); 14] {
+    [
+        ("method", ev.method.as_deref()),
+        ("route", ev.route.as_deref()),
+        ("path", ev.path.as_deref()),
+        ("host", ev.host.as_deref()),
+        ("client_ip", ev.client_ip.as_deref()),
+        ("source", Some(ev.source.as_str())),
+        ("format", Some(ev.format.as_str())),
+        ("level", ev.level.as_deref()),
+        ("request_id", ev.request_id.as_deref()),
+        ("user_id", ev.user_id.as_deref()),
+        ("client_id", ev.client_id.as_deref()),
+        ("protocol", ev.protocol.as_deref()),
+        ("severity", ev.severity.as_deref()),
+        ("ua", ev.user_agent.as_deref()),
+    ]
+}
+
+/// The event field a keyword column holds.
+fn event_key(column: &'static str) -> &'static str {
+    if column == "ua" { "user_agent" } else { column }
+}
+
+/// The columns of one segment that give hits their fields back.
+struct Columns {
+    text: Vec<(&'static str, Option<StrColumn>)>,
+    timestamp: Option<Column<i64>>,
+    status: Option<Column<u64>>,
+    duration_ms: Option<Column<f64>>,
+    bytes_sent: Option<Column<u64>>,
+    anomaly_score: Option<Column<u64>>,
+}
+
+impl Columns {
+    fn open(segment: &SegmentReader) -> tantivy::Result<Self> {
+        let fast = segment.fast_fields();
+        let mut text = Vec::with_capacity(KEYWORD_FIELDS.len());
+        for column in KEYWORD_FIELDS {
+            text.push((event_key(column), fast.str(column)?));
+        }
+        Ok(Columns {
+            text,
+            timestamp: fast.column_opt("timestamp")?,
+            status: fast.column_opt("status")?,
+            duration_ms: fast.column_opt("duration_ms")?,
+            bytes_sent: fast.column_opt("bytes_sent")?,
+            anomaly_score: fast.column_opt("anomaly_score")?,
+        })
+    }
+}
+
+/// Rebuilds hits: `_source` plus the fields its columns give back. Columns are opened once per
+/// segment and kept for the next hit. A partition written before `_source` left fields out
+/// has them in `_source`, and `_source` wins.
+pub struct Hits<'s> {
+    fields: &'s Fields,
+    searcher: &'s Searcher,
+    columns: Vec<Option<Columns>>,
+}
+
+impl Hits<'_> {
+    pub fn read(&mut self, addr: DocAddress) -> tantivy::Result<serde_json::Value> {
+        use serde_json::Value;
+        let doc: TantivyDocument = self.searcher.doc(addr)?;
+        let source =
+            doc.get_first(self.fields.source_json).and_then(|v| tantivy::schema::Value::as_str(&v)).unwrap_or("{}");
+        let Ok(Value::Object(mut hit)) = serde_json::from_str::<Value>(source) else {
+            return Ok(Value::Null);
+        };
+        let segment = addr.segment_ord as usize;
+        if self.columns.len() <= segment {
+            self.columns.resize_with(segment + 1, || None);
+        }
+        let columns = match &mut self.columns[segment] {
+            Some(c) => c,
+            slot => slot.insert(Columns::open(self.searcher.segment_reader(addr.segment_ord))?),
+        };
+        let doc = addr.doc_id;
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(v) = value {
+                hit.entry(key).or_insert(v);
+            }
+        };
+        let mut text = String::new();
+        for (key, column) in &columns.text {
+            let Some(column) = column else { continue };
+            if let Some(ord) = column.term_ords(doc).next() {
+                text.clear();
+                if column.ord_to_str(ord, &mut text)? {
+                    put(key, Some(Value::String(text.clone())));
+                }
+            }
+        }
+        put("timestamp_ms", columns.timestamp.as_ref().and_then(|c| c.first(doc)).map(Value::from));
+        put("status", columns.status.as_ref().and_then(|c| c.first(doc)).map(Value::from));
+        put("duration_ms", columns.duration_ms.as_ref().and_then(|c| c.first(doc)).map(Value::from));
+        put("bytes_sent", columns.bytes_sent.as_ref().and_then(|c| c.first(doc)).map(Value::from));
+        // Zero is left out of an event's JSON, as `Event` serialises it.
+        put(
+            "anomaly_score",
+            columns.anomaly_score.as_ref().and_then(|c| c.first(doc)).filter(|s| *s > 0).map(Value::from),
+        );
+        Ok(Value::Object(hit))
     }
 }
 
@@ -260,5 +427,106 @@ mod tests {
         assert_eq!(get("severity").as_deref(), Some("HIGH"));
         assert_eq!(KEYWORD_FIELDS.len(), 14);
         assert_eq!(TEXT_FIELDS.len(), 7);
+    }
+
+    /// An event with every field set, some to values a column might not hold as given.
+    fn everything(n: u64) -> Event {
+        Event {
+            id: format!("fp:{n}"),
+            timestamp_ms: 1_764_000_000_123 + n as i64,
+            host: Some("shop.example".into()),
+            source: "/var/log/a.log".into(),
+            format: "json".into(),
+            method: Some("PÖST".into()),
+            // A column keeps 65,535 bytes of a value: one at the limit and one over it.
+            path: Some(format!("/{}", "a".repeat(65_534 + n as usize))),
+            route: Some("/a/:id".into()),
+            query: Some("q=1".into()),
+            protocol: Some(String::new()),
+            status: Some(503),
+            duration_ms: Some(0.1 + 0.2),
+            upstream_ms: Some(1.5),
+            bytes_sent: Some(u64::MAX),
+            request_bytes: Some(0),
+            client_ip: Some("2001:db8::1".into()),
+            user_agent: Some("Mozilla/5.0 (X11) \u{1F600}".into()),
+            referer: Some("https://r.example/".into()),
+            request_id: Some("req-1".into()),
+            client_id: Some("c".into()),
+            user_id: Some("u".into()),
+            level: Some("error".into()),
+            message: Some("m".into()),
+            headers: [("x-a".to_string(), "b".to_string())].into_iter().collect(),
+            body: Some("{}".into()),
+            raw: "raw line".into(),
+            parse_error: Some("bad".into()),
+            flags: vec![LineFlag::Truncated, LineFlag::Nul],
+            anomalies: vec!["sqli-2".into(), "sqli-1".into()],
+            families: vec!["sqli".into()],
+            anomaly_score: 9,
+            severity: Some("HIGH".into()),
+            attack: true,
+            matches: vec![crate::event::AnomalyMatch {
+                rule: "sqli-2".into(),
+                target: "query".into(),
+                excerpt: "q=1".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn hits_read_back_exactly_the_event_that_was_written() {
+        let (schema, fields) = build();
+        let index = tantivy::Index::create_in_ram(schema);
+        let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).expect("writer");
+        let redactor = Redactor::new(&[], Replacement::Fixed);
+        let bare = Event { id: "fp:9".into(), timestamp_ms: -5, source: "stdin".into(), ..Event::default() };
+        let events = vec![everything(0), everything(1), bare];
+        for ev in &events {
+            writer.add_document(fields.document(&redactor.redact(ev.clone()))).expect("add");
+        }
+        writer.commit().expect("commit");
+        let searcher = index.reader().expect("reader").searcher();
+        let mut hits = fields.hits(&searcher);
+        let mut read: Vec<serde_json::Value> = searcher
+            .search(&tantivy::query::AllQuery, &tantivy::collector::DocSetCollector)
+            .expect("search")
+            .into_iter()
+            .map(|addr| hits.read(addr).expect("read"))
+            .collect();
+        read.sort_by_key(|h| h["id"].as_str().map(str::to_string));
+        let written: Vec<serde_json::Value> = events.iter().map(|e| serde_json::to_value(e).expect("json")).collect();
+        assert_eq!(read.len(), written.len());
+        for (r, w) in read.iter().zip(&written) {
+            let (r, w) = (r.as_object().expect("object"), w.as_object().expect("object"));
+            for key in r.keys().chain(w.keys()) {
+                let short = |v: Option<&serde_json::Value>| {
+                    v.map(|v| (v.to_string().len(), v.to_string().chars().take(80).collect::<String>()))
+                };
+                assert!(
+                    r.get(key) == w.get(key),
+                    "{key}: read {:?}, written {:?}",
+                    short(r.get(key)),
+                    short(w.get(key))
+                );
+            }
+        }
+        let back: Event = serde_json::from_value(read[0].clone()).expect("a hit is an event");
+        assert_eq!(back, events[0]);
+    }
+
+    #[test]
+    fn the_stored_json_leaves_out_what_columns_hold() {
+        let (_, fields) = build();
+        let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(everything(1)));
+        let stored = doc.get_first(fields.source_json).and_then(|v| v.as_str().map(str::to_string)).expect("stored");
+        let stored: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&stored).expect("json");
+        for column in KEYWORD_FIELDS {
+            let key = event_key(column);
+            assert_eq!(stored.contains_key(key), key == "path", "{key}: only the path is too long for its column");
+        }
+        for key in ["timestamp_ms", "status", "duration_ms", "bytes_sent", "anomaly_score", "raw", "id"] {
+            assert_eq!(stored.contains_key(key), key == "raw" || key == "id", "{key}");
+        }
     }
 }

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TokenizerManager;
-use tantivy::{Order, TantivyDocument, Term};
+use tantivy::{Order, Term};
 
 use super::Catalog;
 
@@ -228,10 +228,9 @@ impl Catalog {
                     searcher.search(&page, &c)?.into_iter().map(|(k, a)| (k.unwrap_or(-1.0), a)).collect()
                 }
             };
+            let mut hits = self.fields.hits(&searcher);
             for (key, addr) in docs {
-                let doc: TantivyDocument = searcher.doc(addr)?;
-                let source = doc.get_first(self.fields.source_json).and_then(|v| v.as_str()).unwrap_or("{}");
-                top.push((key, serde_json::from_str(source).unwrap_or(serde_json::Value::Null)));
+                top.push((key, hits.read(addr)?));
             }
         }
         match req.sort {
@@ -275,10 +274,9 @@ impl Catalog {
                         out: &mut Vec<(u64, serde_json::Value)>|
              -> Result<(), SearchError> {
                 let c = TopDocs::with_limit(n.max(1)).order_by_fast_field::<u64>("offset", order);
+                let mut hits = self.fields.hits(&searcher);
                 for (key, addr) in searcher.search(&q, &c)? {
-                    let doc: TantivyDocument = searcher.doc(addr)?;
-                    let source = doc.get_first(self.fields.source_json).and_then(|v| v.as_str()).unwrap_or("{}");
-                    out.push((key.unwrap_or(0), serde_json::from_str(source).unwrap_or(serde_json::Value::Null)));
+                    out.push((key.unwrap_or(0), hits.read(addr)?));
                 }
                 Ok(())
             };
@@ -396,11 +394,10 @@ impl Catalog {
         let mut n = 0;
         for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
             let searcher = reader.searcher();
+            let mut hits = self.fields.hits(&searcher);
             for addr in searcher.search(&query, &DocSetCollector)? {
-                let doc: TantivyDocument = searcher.doc(addr)?;
-                let source = doc.get_first(self.fields.source_json).and_then(|v| v.as_str()).unwrap_or("{}");
                 n += 1;
-                if !f(serde_json::from_str(source).unwrap_or(serde_json::Value::Null)) {
+                if !f(hits.read(addr)?) {
                     return Ok(n);
                 }
             }
