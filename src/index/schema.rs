@@ -305,9 +305,17 @@ fn event_key(column: &'static str) -> &'static str {
     if column == "ua" { "user_agent" } else { column }
 }
 
+/// A keyword column of one segment, and the values read from it so far: hits share their
+/// method, host or user agent, and reading a value decompresses a block of its dictionary.
+struct Keyword {
+    key: &'static str,
+    column: Option<StrColumn>,
+    seen: rustc_hash::FxHashMap<u64, serde_json::Value>,
+}
+
 /// The columns of one segment that give hits their fields back.
 struct Columns {
-    text: Vec<(&'static str, Option<StrColumn>)>,
+    text: Vec<Keyword>,
     timestamp: Option<Column<i64>>,
     status: Option<Column<u64>>,
     duration_ms: Option<Column<f64>>,
@@ -320,7 +328,7 @@ impl Columns {
         let fast = segment.fast_fields();
         let mut text = Vec::with_capacity(KEYWORD_FIELDS.len());
         for column in KEYWORD_FIELDS {
-            text.push((event_key(column), fast.str(column)?));
+            text.push(Keyword { key: event_key(column), column: fast.str(column)?, seen: Default::default() });
         }
         Ok(Columns {
             text,
@@ -365,15 +373,20 @@ impl Hits<'_> {
                 hit.entry(key).or_insert(v);
             }
         };
-        let mut text = String::new();
-        for (key, column) in &columns.text {
-            let Some(column) = column else { continue };
-            if let Some(ord) = column.term_ords(doc).next() {
-                text.clear();
-                if column.ord_to_str(ord, &mut text)? {
-                    put(key, Some(Value::String(text.clone())));
+        for keyword in &mut columns.text {
+            let Some(column) = &keyword.column else { continue };
+            let Some(ord) = column.term_ords(doc).next() else { continue };
+            let value = match keyword.seen.entry(ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut text = String::new();
+                    if !column.ord_to_str(ord, &mut text)? {
+                        continue;
+                    }
+                    e.insert(Value::String(text)).clone()
                 }
-            }
+            };
+            put(keyword.key, Some(value));
         }
         put("timestamp_ms", columns.timestamp.as_ref().and_then(|c| c.first(doc)).map(Value::from));
         put("status", columns.status.as_ref().and_then(|c| c.first(doc)).map(Value::from));

@@ -11,6 +11,7 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Order, Term};
 
 use super::Catalog;
+use super::schema::Hits;
 
 /// The most hits one request may return.
 pub const MAX_LIMIT: usize = 1000;
@@ -213,32 +214,40 @@ impl Catalog {
             page = Box::new(BooleanQuery::new(clauses));
         }
         let mut total = 0u64;
-        let mut top: Vec<(f64, serde_json::Value)> = Vec::new();
+        // Each partition's best `limit` (key, partition, document); only the page's documents
+        // are read, since reading one decompresses its block of the store.
+        let mut searchers = Vec::new();
+        let mut top: Vec<(f64, usize, tantivy::DocAddress)> = Vec::new();
         for (_, reader) in self.readers_between(req.from_ms, req.to_ms) {
             let searcher = reader.searcher();
             total += searcher.search(&base, &Count)? as u64;
-            let docs: Vec<(f64, tantivy::DocAddress)> = match req.sort {
+            let partition = searchers.len();
+            match req.sort {
                 Sort::Newest | Sort::Oldest => {
                     let order = if req.sort == Sort::Newest { Order::Desc } else { Order::Asc };
                     let c = TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp", order);
-                    searcher.search(&page, &c)?.into_iter().map(|(k, a)| (k.unwrap_or(0) as f64, a)).collect()
+                    let docs = searcher.search(&page, &c)?;
+                    top.extend(docs.into_iter().map(|(k, a)| (k.unwrap_or(0) as f64, partition, a)));
                 }
                 Sort::Slowest => {
                     let c = TopDocs::with_limit(limit).order_by_fast_field::<f64>("duration_ms", Order::Desc);
-                    searcher.search(&page, &c)?.into_iter().map(|(k, a)| (k.unwrap_or(-1.0), a)).collect()
+                    let docs = searcher.search(&page, &c)?;
+                    top.extend(docs.into_iter().map(|(k, a)| (k.unwrap_or(-1.0), partition, a)));
                 }
-            };
-            let mut hits = self.fields.hits(&searcher);
-            for (key, addr) in docs {
-                top.push((key, hits.read(addr)?));
             }
+            searchers.push(searcher);
         }
         match req.sort {
             Sort::Oldest => top.sort_by(|a, b| a.0.total_cmp(&b.0)),
             Sort::Newest | Sort::Slowest => top.sort_by(|a, b| b.0.total_cmp(&a.0)),
         }
         top.truncate(limit);
-        let hits: Vec<serde_json::Value> = top.into_iter().map(|(_, h)| h).collect();
+        let mut readers: Vec<Option<Hits>> = searchers.iter().map(|_| None).collect();
+        let mut hits = Vec::with_capacity(top.len());
+        for (_, partition, addr) in top {
+            let reader = readers[partition].get_or_insert_with(|| self.fields.hits(&searchers[partition]));
+            hits.push(reader.read(addr)?);
+        }
         let next_cursor = (hits.len() == limit && req.sort != Sort::Slowest)
             .then(|| Cursor::following(req.cursor.as_ref(), &hits).map(|c| c.encode()))
             .flatten();
