@@ -100,6 +100,11 @@ impl Latency {
         &self.buckets
     }
 
+    /// The counts, to be replaced in place; the caller leaves them sorted by bucket index.
+    pub(super) fn sorted_mut(&mut self) -> &mut Vec<(u32, u32)> {
+        &mut self.buckets
+    }
+
     /// A latency of these counts, sorted by bucket index.
     pub fn from_sorted(buckets: Vec<(u32, u32)>) -> Latency {
         debug_assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));

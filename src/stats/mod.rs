@@ -485,15 +485,36 @@ fn series_in<'a>(buckets: impl Iterator<Item = &'a Bucket>, only: Option<&[u32]>
 
 /// Series read from the buckets: references into those held as maps, and those decoded from
 /// packed minutes, which the reader owns.
-#[derive(Default)]
 struct Read<'a> {
     held: Vec<(u32, &'a Series)>,
-    unpacked: Vec<(u32, Series)>,
+    unpacked: packed::Decoded,
+}
+
+/// Series whose decoding storage a thread keeps for its next read (a few MB at most).
+const DECODED_KEPT: usize = 20_000;
+
+thread_local! {
+    static DECODED: std::cell::RefCell<packed::Decoded> = std::cell::RefCell::default();
+}
+
+impl Default for Read<'_> {
+    fn default() -> Self {
+        Read { held: Vec::new(), unpacked: DECODED.with_borrow_mut(std::mem::take) }
+    }
+}
+
+impl Drop for Read<'_> {
+    fn drop(&mut self) {
+        if self.unpacked.capacity() <= DECODED_KEPT {
+            self.unpacked.clear();
+            DECODED.with_borrow_mut(|kept| *kept = std::mem::take(&mut self.unpacked));
+        }
+    }
 }
 
 impl<'a> Read<'a> {
     fn all(&self) -> impl Iterator<Item = (u32, &Series)> {
-        self.held.iter().copied().chain(self.unpacked.iter().map(|(id, s)| (*id, s)))
+        self.held.iter().copied().chain(self.unpacked.as_slice().iter().map(|(id, s)| (*id, s)))
     }
 }
 

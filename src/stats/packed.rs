@@ -6,7 +6,6 @@
 //! integers, sorted by key and with deltas for keys and buckets, about 30. Reading a packed
 //! minute decodes it, which only ranges with minute edges and charts by the minute do.
 
-use super::hist::Latency;
 use super::{Bucket, Series};
 
 /// `bucket` as bytes, series in key order.
@@ -45,9 +44,43 @@ pub fn pack(bucket: &Bucket) -> Box<[u8]> {
     out.into_boxed_slice()
 }
 
+/// Series decoded from packed minutes. Their storage is kept for the next decoding: a query
+/// whose range starts or ends within an hour decodes the same minutes again and again, and
+/// allocating every series' buckets afresh each time was most of its cost.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    series: Vec<(u32, Series)>,
+    len: usize,
+}
+
+impl Decoded {
+    /// The series decoded since the last [`Decoded::clear`].
+    pub fn as_slice(&self) -> &[(u32, Series)] {
+        &self.series[..self.len]
+    }
+
+    /// Forgets the series, keeping their storage.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// How many series' storage is kept.
+    pub fn capacity(&self) -> usize {
+        self.series.len()
+    }
+
+    fn next_slot(&mut self) -> &mut (u32, Series) {
+        if self.len == self.series.len() {
+            self.series.push(Default::default());
+        }
+        self.len += 1;
+        &mut self.series[self.len - 1]
+    }
+}
+
 /// Decodes the series of `bytes` into `out`: all of them, or with `only` (sorted), just those
 /// keys.
-pub fn unpack(bytes: &[u8], only: Option<&[u32]>, out: &mut Vec<(u32, Series)>) {
+pub fn unpack(bytes: &[u8], only: Option<&[u32]>, out: &mut Decoded) {
     let mut at = 0;
     let mut id = 0u32;
     while at < bytes.len() {
@@ -57,44 +90,44 @@ pub fn unpack(bytes: &[u8], only: Option<&[u32]>, out: &mut Vec<(u32, Series)>) 
             *v = take(bytes, &mut at);
         }
         let len = take(bytes, &mut at) as usize;
-        let wanted = only.is_none_or(|ids| ids.binary_search(&id).is_ok());
-        let mut buckets = Vec::with_capacity(if wanted { len } else { 0 });
+        if only.is_some_and(|ids| ids.binary_search(&id).is_err()) {
+            for _ in 0..2 * len {
+                take(bytes, &mut at);
+            }
+            continue;
+        }
+        let (slot_id, series) = out.next_slot();
+        *slot_id = id;
+        let [count, server_errors, client_errors, timed, sum_us, max_us, slow, satisfied, tolerating, clamped] = n;
+        let buckets = series.latency.sorted_mut();
+        buckets.clear();
         let mut index = 0u32;
         for _ in 0..len {
             index += take(bytes, &mut at) as u32;
-            let count = take(bytes, &mut at) as u32;
-            if wanted {
-                buckets.push((index, count));
-            }
+            buckets.push((index, take(bytes, &mut at) as u32));
         }
-        if wanted {
-            let [count, server_errors, client_errors, timed, sum_us, max_us, slow, satisfied, tolerating, clamped] = n;
-            let latency = Latency::from_sorted(buckets);
-            out.push((
-                id,
-                Series {
-                    count,
-                    server_errors,
-                    client_errors,
-                    timed,
-                    sum_us,
-                    max_us,
-                    slow,
-                    satisfied,
-                    tolerating,
-                    clamped,
-                    latency,
-                },
-            ));
-        }
+        let latency = std::mem::take(&mut series.latency);
+        *series = Series {
+            count,
+            server_errors,
+            client_errors,
+            timed,
+            sum_us,
+            max_us,
+            slow,
+            satisfied,
+            tolerating,
+            clamped,
+            latency,
+        };
     }
 }
 
 /// `bytes` as a bucket again, to write into.
 pub fn unpack_all(bytes: &[u8]) -> Bucket {
-    let mut out = Vec::new();
+    let mut out = Decoded::default();
     unpack(bytes, None, &mut out);
-    out.into_iter().collect()
+    out.series.into_iter().collect()
 }
 
 /// Appends `v` as a LEB128 variable-length integer.
@@ -151,10 +184,14 @@ mod tests {
         assert!(packed.len() < bucket.len() * 60, "{} bytes for {} series", packed.len(), bucket.len());
         assert_eq!(unpack_all(&packed), bucket);
         let only = [0, 14, 21, 999, u32::MAX];
-        let mut some = Vec::new();
+        let mut some = Decoded::default();
+        // Decoding again into storage that held other series leaves nothing of them behind.
+        unpack(&packed, None, &mut some);
+        some.clear();
         unpack(&packed, Some(&only), &mut some);
-        let ids: Vec<u32> = some.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<u32> = some.as_slice().iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, vec![0, 14, 21, u32::MAX]);
-        assert!(some.iter().all(|(id, s)| bucket[id] == *s));
+        assert!(some.as_slice().iter().all(|(id, s)| bucket[id] == *s));
+        assert_eq!(some.capacity(), bucket.len(), "storage is reused");
     }
 }
