@@ -26,7 +26,7 @@ use crate::stats::routes::{RouteTable, Template};
 use crate::stats::{self, Recorder, Stats, Thresholds};
 
 /// Batches in flight between the sources and the pipeline; beyond this, reading waits.
-const CHANNEL_BATCHES: usize = 64;
+const CHANNEL_BATCHES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {

@@ -35,7 +35,7 @@ use crate::stats::routes::RouteTable;
 /// Records per unit of work handed to a worker.
 const CHUNK: usize = 1024;
 /// Units of work in flight per worker.
-const QUEUE: usize = 4;
+const QUEUE: usize = 2;
 /// How often the index loop hands free memory back (see `release_free_memory`).
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
