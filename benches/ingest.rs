@@ -54,14 +54,17 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+#[global_allocator]
+static ALLOCATOR: logwarden::Allocator = mimalloc::MiMalloc;
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument other than ours means another bench.
     // Test runners list benchmarks with `--list`; that must not run a million-line ingest.
     if std::env::args().skip(1).any(|a| a == "--list" || (!a.starts_with("--") && a != "ingest")) {
         return;
     }
-    // As the daemon does: four malloc arenas (see the function).
-    logwarden::limit_malloc_arenas();
+    // The daemon's allocator, tuned as the daemon tunes it.
+    logwarden::tune_allocator();
     let lines: u64 = std::env::var("LOGWARDEN_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = tmp.path().join("access.log");

@@ -20,8 +20,11 @@ fn init_logging(level: &str) {
         .init();
 }
 
+#[global_allocator]
+static ALLOCATOR: logwarden::Allocator = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
-    logwarden::limit_malloc_arenas();
+    logwarden::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Run { common, listen, tail, format, read_from, stdin, role } => {
