@@ -88,7 +88,11 @@ fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> Vec<f64> {
         .collect()
 }
 
+#[global_allocator]
+static ALLOCATOR: logwarden::Allocator = mimalloc::MiMalloc;
+
 fn main() {
+    logwarden::tune_allocator();
     if std::env::args().skip(1).any(|a| a == "--list" || (!a.starts_with("--") && a != "search")) {
         return;
     }
