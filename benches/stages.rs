@@ -290,5 +290,10 @@ fn statistics(c: &mut Criterion) {
     group.finish();
 }
 
+// The daemon's allocator. It is not tuned here (`tune_allocator` runs in the daemon's `main`),
+// which only changes when freed pages go back to the system.
+#[global_allocator]
+static ALLOCATOR: logwarden::Allocator = mimalloc::MiMalloc;
+
 criterion_group!(benches, parsers, redaction, rules, indexing, statistics);
 criterion_main!(benches);
