@@ -197,7 +197,7 @@ impl Fields {
                 }
             }
         }
-        doc.add_text(self.source_json, serde_json::to_string(&Stored::of(ev)).unwrap_or_default());
+        doc.add_text(self.source_json, serde_json::to_string(&Stored::of(ev, &keywords)).unwrap_or_default());
         doc
     }
 
@@ -251,7 +251,8 @@ struct Stored<'a> {
 }
 
 impl<'a> Stored<'a> {
-    fn of(ev: &'a Event) -> Self {
+    /// `keywords` are `ev`'s [`keyword_values`].
+    fn of(ev: &'a Event, keywords: &[(&'static str, Option<&'a str>)]) -> Self {
         Stored {
             id: &ev.id,
             query: ev.query.as_deref(),
@@ -268,8 +269,8 @@ impl<'a> Stored<'a> {
             families: &ev.families,
             attack: ev.attack,
             matches: &ev.matches,
-            too_long: keyword_values(ev)
-                .into_iter()
+            too_long: keywords
+                .iter()
                 .filter_map(|(column, v)| Some((event_key(column), v.filter(|v| v.len() > COLUMN_TEXT_MAX)?)))
                 .collect(),
         }

@@ -127,7 +127,7 @@ pub fn unpack(bytes: &[u8], only: Option<&[u32]>, out: &mut Decoded) {
 pub fn unpack_all(bytes: &[u8]) -> Bucket {
     let mut out = Decoded::default();
     unpack(bytes, None, &mut out);
-    out.series.into_iter().collect()
+    out.series.into_iter().take(out.len).collect()
 }
 
 /// Appends `v` as a LEB128 variable-length integer.
