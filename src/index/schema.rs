@@ -308,11 +308,15 @@ fn event_key(column: &'static str) -> &'static str {
 
 /// A keyword column of one segment, and the values read from it so far: hits share their
 /// method, host or user agent, and reading a value decompresses a block of its dictionary.
+/// An export reads every event of a segment, so at most [`KEYWORDS_KEPT`] values are kept.
 struct Keyword {
     key: &'static str,
     column: Option<StrColumn>,
     seen: rustc_hash::FxHashMap<u64, serde_json::Value>,
 }
+
+/// Values kept per keyword column and segment while hits are read.
+const KEYWORDS_KEPT: usize = 4096;
 
 /// The columns of one segment that give hits their fields back.
 struct Columns {
@@ -377,14 +381,18 @@ impl Hits<'_> {
         for keyword in &mut columns.text {
             let Some(column) = &keyword.column else { continue };
             let Some(ord) = column.term_ords(doc).next() else { continue };
-            let value = match keyword.seen.entry(ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
-                std::collections::hash_map::Entry::Vacant(e) => {
+            let value = match keyword.seen.get(&ord) {
+                Some(v) => v.clone(),
+                None => {
                     let mut text = String::new();
                     if !column.ord_to_str(ord, &mut text)? {
                         continue;
                     }
-                    e.insert(Value::String(text)).clone()
+                    let v = Value::String(text);
+                    if keyword.seen.len() < KEYWORDS_KEPT {
+                        keyword.seen.insert(ord, v.clone());
+                    }
+                    v
                 }
             };
             put(keyword.key, Some(value));
@@ -527,6 +535,38 @@ mod tests {
         }
         let back: Event = serde_json::from_value(read[0].clone()).expect("a hit is an event");
         assert_eq!(back, events[0]);
+    }
+
+    #[test]
+    fn reading_every_hit_of_a_segment_keeps_a_bounded_number_of_values() {
+        let (schema, fields) = build();
+        let index = tantivy::Index::create_in_ram(schema);
+        let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 50_000_000).expect("writer");
+        let redactor = Redactor::new(&[], Replacement::Fixed);
+        let n = KEYWORDS_KEPT + 500;
+        for i in 0..n {
+            let ev = Event {
+                id: format!("f:{i}"),
+                path: Some(format!("/p/{i}")),
+                method: Some("GET".into()),
+                ..Event::default()
+            };
+            writer.add_document(fields.document(&redactor.redact(ev))).expect("add");
+        }
+        writer.commit().expect("commit");
+        let searcher = index.reader().expect("reader").searcher();
+        assert_eq!(searcher.segment_readers().len(), 1);
+        let mut hits = fields.hits(&searcher);
+        for addr in searcher.search(&tantivy::query::AllQuery, &tantivy::collector::DocSetCollector).expect("search") {
+            let hit = hits.read(addr).expect("read");
+            let id = hit["id"].as_str().expect("id").trim_start_matches("f:");
+            assert_eq!(hit["path"], format!("/p/{id}"), "values read once the cache is full are right");
+            assert_eq!(hit["method"], "GET");
+        }
+        let columns = hits.columns[0].as_ref().expect("segment read");
+        let kept = |key| columns.text.iter().find(|k| k.key == key).map(|k| k.seen.len());
+        assert_eq!(kept("path"), Some(KEYWORDS_KEPT));
+        assert_eq!(kept("method"), Some(1));
     }
 
     #[test]
