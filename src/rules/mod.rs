@@ -1,5 +1,5 @@
-//! Anomaly rules: TOML rule files compiled into one multi-pattern regex-automata engine per
-//! (target, transform chain), so each field is transformed once and scanned once whatever the
+//! Anomaly rules: TOML rule files compiled into multi-pattern regex-automata engines, so a field
+//! is transformed once per transform chain and each distinct text is scanned once, whatever the
 //! number of rules. Structural rules (sizes, missing headers) are checked directly.
 //!
 //! Rules run after redaction, on the event that will be stored: what an alert or a search
@@ -9,7 +9,8 @@
 pub mod eval;
 pub mod transform;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -78,16 +79,18 @@ impl Target {
         }
     }
 
-    fn value(self, ev: &Event) -> Vec<&str> {
-        match self {
-            Target::Path => ev.path.as_deref().into_iter().collect(),
-            Target::Query => ev.query.as_deref().into_iter().collect(),
-            Target::UserAgent => ev.user_agent.as_deref().into_iter().collect(),
-            Target::Referer => ev.referer.as_deref().into_iter().collect(),
-            Target::Body => ev.body.as_deref().into_iter().collect(),
-            Target::Method => ev.method.as_deref().into_iter().collect(),
-            Target::Headers => ev.headers.values().map(String::as_str).collect(),
-        }
+    fn values(self, ev: &Event) -> impl Iterator<Item = &str> {
+        let one = match self {
+            Target::Path => ev.path.as_deref(),
+            Target::Query => ev.query.as_deref(),
+            Target::UserAgent => ev.user_agent.as_deref(),
+            Target::Referer => ev.referer.as_deref(),
+            Target::Body => ev.body.as_deref(),
+            Target::Method => ev.method.as_deref(),
+            Target::Headers => None,
+        };
+        let many = (self == Target::Headers).then(|| ev.headers.values().map(String::as_str));
+        one.into_iter().chain(many.into_iter().flatten())
     }
 }
 
@@ -198,38 +201,87 @@ pub enum RuleError {
     Example { rule: String, message: String },
 }
 
-/// All patterns of one target and transform chain, compiled together.
-struct Group {
-    target: Target,
-    transforms: Vec<Transform>,
-    regex: Regex,
-    /// Each pattern alone, to find where a reported pattern matched: only for hits, which are
-    /// rare, so the shared engine stays the only scan of clean traffic. Compiled at a pattern's
-    /// first hit: compiled up front they took about 60 MB, more than anything else in the
-    /// daemon but the index writer.
-    singles: Vec<OnceLock<Regex>>,
-    patterns: Vec<String>,
-    /// Pattern index -> rule index.
-    rules: Vec<usize>,
+/// One pattern: the rule it belongs to, the transform chain whose output
+/// it reads, and the targets it applies to.
+struct Pattern {
+    rule: usize,
+    chain: usize,
+    targets: Vec<Target>,
+    text: String,
 }
 
-impl Group {
-    /// Pattern `p` alone. Only the start and end of a match are asked of it, so it needs no
-    /// one-pass DFA (which is for capture groups, and large).
-    fn single(&self, p: usize) -> &Regex {
-        self.singles[p].get_or_init(|| {
-            Regex::builder()
-                .configure(Regex::config().onepass(false))
-                .build(&self.patterns[p])
-                .expect("patterns are validated in from_sources")
-        })
-    }
+/// A transform chain's prefix, as a step from a shorter prefix: chains that start alike (most
+/// start with URL decoding) share the work, and a field is transformed once per prefix.
+struct Node {
+    parent: usize,
+    step: Transform,
+}
+
+/// Patterns match bytes, with ASCII classes: `\w`, `\d`, `\s` and `\b` are ASCII, `.` is any
+/// byte but `\n`, and `(?i)` folds ASCII letters. Unicode classes make the lazy DFA large, and
+/// a Unicode `\b` makes it give up on any non-ASCII byte and fall back to an engine a hundred
+/// times slower; an attacker could pick that path on purpose. `(?u)` turns Unicode back on
+/// for a pattern that needs it.
+fn builder() -> regex_automata::meta::Builder {
+    let mut b = Regex::builder();
+    b.syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false));
+    b
+}
+
+/// The patterns of one transform chain, compiled together.
+struct Engine {
+    /// Where the chain's output is.
+    slot: usize,
+    /// The index of the chain's first pattern; its patterns are contiguous.
+    first: usize,
+    regex: Regex,
+}
+
+/// What one target needs: the chain prefixes to compute, in order, and the chains whose output
+/// is scanned.
+struct Plan {
+    target: Target,
+    /// Slots to compute, parents first.
+    steps: Vec<usize>,
+    /// The chains (engines) that read it.
+    chains: Vec<usize>,
+}
+
+/// The state of one evaluation.
+struct Scan {
+    hit: Vec<bool>,
+    matches: Vec<(usize, Target, String)>,
+    set: PatternSet,
+    /// Slot -> index of its text among the distinct texts of the current field.
+    slots: Vec<usize>,
+    /// (text, transform, result) of the steps taken on the current field: chains that differ
+    /// only by steps that changed nothing reach the same text, and the rest of their work is
+    /// not done twice.
+    done: Vec<(usize, Transform, usize)>,
 }
 
 /// Every rule, compiled.
+///
+/// A field is transformed by each transform chain its rules use, chains sharing their common
+/// prefixes, and each distinct text is scanned once by a prefilter that holds every pattern.
+/// For clean traffic most chains leave a field as it was, so a field is usually scanned once or
+/// twice rather than once per chain. A text the prefilter flags goes through the engine of each
+/// chain that produced it; a pattern counts only where its rule targets the field.
 pub struct RuleSet {
     rules: Vec<Rule>,
-    groups: Vec<Group>,
+    /// Every pattern, for a yes or no.
+    prefilter: Regex,
+    /// One per transform chain, for which patterns match.
+    engines: Vec<Engine>,
+    patterns: Vec<Pattern>,
+    /// Each pattern alone, to find where a reported pattern matched: only for hits, which are
+    /// rare, so the shared engine stays the only scan of clean traffic. Compiled at a pattern's
+    /// first hit: compiled up front they took tens of megabytes.
+    singles: Vec<OnceLock<Regex>>,
+    /// Node k fills slot k + 1 from its parent's slot; slot 0 is the field as it is.
+    nodes: Vec<Node>,
+    /// One per target some pattern reads, in a fixed order.
+    plans: Vec<Plan>,
     structural: Vec<usize>,
 }
 
@@ -288,7 +340,7 @@ impl RuleSet {
                     (None, false, true) => return Err(invalid("patterns need targets".into())),
                 }
                 for p in &rule.patterns {
-                    Regex::new(p).map_err(|e| invalid(format!("pattern {p:?}: {e}")))?;
+                    builder().build(p).map_err(|e| invalid(format!("pattern {p:?}: {e}")))?;
                 }
                 rules.push(rule);
             }
@@ -321,40 +373,102 @@ impl RuleSet {
     }
 
     fn compile(rules: Vec<Rule>) -> Result<Self, RuleError> {
-        // (target, transform chain) -> (rule index, pattern) of every pattern that scans it.
-        type Key = (Target, Vec<Transform>);
-        let mut by_key: BTreeMap<Key, Vec<(usize, &str)>> = BTreeMap::new();
+        let mut chains: Vec<Vec<Transform>> = Vec::new();
+        let mut patterns = Vec::new();
         let mut structural = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             if r.condition.is_some() {
                 structural.push(i);
             }
-            for t in &r.targets {
-                for p in &r.patterns {
-                    by_key.entry((*t, r.transforms.clone())).or_default().push((i, p.as_str()));
-                }
+            if r.patterns.is_empty() {
+                continue;
+            }
+            let chain = chains.iter().position(|c| *c == r.transforms).unwrap_or_else(|| {
+                chains.push(r.transforms.clone());
+                chains.len() - 1
+            });
+            for p in &r.patterns {
+                patterns.push(Pattern { rule: i, chain, targets: r.targets.clone(), text: p.clone() });
             }
         }
-        let mut groups = Vec::new();
-        for ((target, transforms), pats) in by_key {
+        // Each chain's patterns together, in rule order, for its engine.
+        patterns.sort_by_key(|p| p.chain);
+        // Every prefix of every chain. In slice order a prefix comes before its extensions, so
+        // each node's parent is computed before it.
+        let prefixes: Vec<&[Transform]> = chains
+            .iter()
+            .flat_map(|c| (1..=c.len()).map(move |k| &c[..k]))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Slot 0 is the field itself; the prefix at position k is slot k + 1.
+        let slot_of = |p: &[Transform]| prefixes.iter().position(|q| *q == p).map_or(0, |k| k + 1);
+        let nodes = prefixes
+            .iter()
+            .filter_map(|p| p.split_last())
+            .map(|(step, rest)| Node { parent: slot_of(rest), step: *step })
+            .collect();
+        let chain_slots: Vec<usize> = chains.iter().map(|c| slot_of(c)).collect();
+        // Per target: the chain prefixes its patterns need, and the chains' own slots.
+        let mut needs: BTreeMap<Target, (BTreeSet<usize>, BTreeSet<usize>)> = BTreeMap::new();
+        for pattern in &patterns {
+            let chain = &chains[pattern.chain];
+            for t in &pattern.targets {
+                let (steps, ends) = needs.entry(*t).or_default();
+                steps.extend((1..=chain.len()).map(|k| slot_of(&chain[..k])));
+                ends.insert(pattern.chain);
+            }
+        }
+        let plans = needs
+            .into_iter()
+            .map(|(target, (steps, ends))| Plan {
+                target,
+                steps: steps.into_iter().collect(),
+                chains: ends.into_iter().collect(),
+            })
+            .collect();
+        // The prefilter answers "does anything match" for clean traffic, which is nearly all
+        // of it. Only a text it flags goes through the engines of the chains that produced it.
+        let all: Vec<&str> = patterns.iter().map(|p| p.text.as_str()).collect();
+        let invalid = |e: regex_automata::meta::BuildError| RuleError::Invalid {
+            file: "rules".into(),
+            line: 0,
+            message: e.to_string(),
+        };
+        let prefilter = builder().build_many(&all).map_err(invalid)?;
+        let mut engines = Vec::new();
+        for (c, slot) in chain_slots.iter().enumerate() {
+            let first = patterns.iter().position(|p| p.chain == c).unwrap_or(patterns.len());
+            let len = patterns[first..].iter().take_while(|p| p.chain == c).count();
             // MatchKind::All with `which_overlapping_matches` reports every pattern that
             // matches anywhere, not only the leftmost of overlapping ones.
-            let regex = Regex::builder()
+            let regex = builder()
                 .configure(Regex::config().match_kind(MatchKind::All))
-                .build_many(&pats.iter().map(|(_, p)| *p).collect::<Vec<_>>())
-                .map_err(|e| RuleError::Invalid { file: "rules".into(), line: 0, message: e.to_string() })?;
-            // Every pattern was compiled alone when its file was read, so this cannot fail; a
-            // skipped pattern would misalign the indices, hence no filter_map.
-            groups.push(Group {
-                target,
-                transforms,
-                regex,
-                singles: pats.iter().map(|_| OnceLock::new()).collect(),
-                patterns: pats.iter().map(|(_, p)| p.to_string()).collect(),
-                rules: pats.iter().map(|(i, _)| *i).collect(),
-            });
+                .build_many(&all[first..first + len])
+                .map_err(invalid)?;
+            engines.push(Engine { slot: *slot, first, regex });
         }
-        Ok(Self { rules, groups, structural })
+        Ok(Self {
+            rules,
+            prefilter,
+            engines,
+            singles: patterns.iter().map(|_| OnceLock::new()).collect(),
+            patterns,
+            nodes,
+            plans,
+            structural,
+        })
+    }
+
+    /// Pattern `p` alone. Only the start and end of a match are asked of it, so it needs no
+    /// one-pass DFA (which is for capture groups, and large).
+    fn single(&self, p: usize) -> &Regex {
+        self.singles[p].get_or_init(|| {
+            builder()
+                .configure(Regex::config().onepass(false))
+                .build(&self.patterns[p].text)
+                .expect("patterns are validated in from_sources")
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -367,24 +481,19 @@ impl RuleSet {
 
     /// Every rule that matches `ev`.
     pub fn evaluate(&self, ev: &Event) -> Verdict {
-        let mut hit = vec![false; self.rules.len()];
-        let mut matches: Vec<(usize, Target, String)> = Vec::new();
-        for g in &self.groups {
-            for value in g.target.value(ev) {
-                let text = transform::apply(value, &g.transforms);
-                let mut set = PatternSet::new(g.regex.pattern_len());
-                g.regex.which_overlapping_matches(&Input::new(text.as_ref()), &mut set);
-                for p in set.iter() {
-                    let rule = g.rules[p.as_usize()];
-                    if !hit[rule]
-                        && let Some(m) = g.single(p.as_usize()).find(text.as_ref())
-                    {
-                        matches.push((rule, g.target, excerpt(&text, m.start(), m.end())));
-                    }
-                    hit[rule] = true;
-                }
+        let mut scan = Scan {
+            hit: vec![false; self.rules.len()],
+            matches: Vec::new(),
+            set: PatternSet::new(self.engines.iter().map(|e| e.regex.pattern_len()).max().unwrap_or(0)),
+            slots: vec![0; self.nodes.len() + 1],
+            done: Vec::new(),
+        };
+        for plan in &self.plans {
+            for value in plan.target.values(ev) {
+                self.scan(plan, value, &mut scan);
             }
         }
+        let Scan { mut hit, matches, .. } = scan;
         for &i in &self.structural {
             if self.rules[i].condition.as_ref().is_some_and(|c| c.holds(ev)) {
                 hit[i] = true;
@@ -398,6 +507,54 @@ impl RuleSet {
         }
         v.matches = matches.into_iter().map(|(i, t, e)| (self.rules[i].id.clone(), t, e)).collect();
         v
+    }
+
+    /// Transforms one field along the chains `plan` needs and scans each distinct result once.
+    fn scan(&self, plan: &Plan, value: &str, scan: &mut Scan) {
+        let mut texts: Vec<Cow<str>> = vec![Cow::Borrowed(value)];
+        scan.done.clear();
+        for &slot in &plan.steps {
+            let node = &self.nodes[slot - 1];
+            let from = scan.slots[node.parent];
+            let done = scan.done.iter().find(|(f, t, _)| *f == from && *t == node.step);
+            scan.slots[slot] = match done {
+                Some(&(_, _, to)) => to,
+                None => {
+                    let to = match transform::step(&texts[from], node.step) {
+                        None => from,
+                        Some(changed) => texts.iter().position(|t| *t == changed).unwrap_or_else(|| {
+                            texts.push(Cow::Owned(changed));
+                            texts.len() - 1
+                        }),
+                    };
+                    scan.done.push((from, node.step, to));
+                    to
+                }
+            };
+        }
+        for (i, text) in texts.iter().enumerate() {
+            let mut engines =
+                plan.chains.iter().map(|&c| &self.engines[c]).filter(|e| scan.slots[e.slot] == i).peekable();
+            if engines.peek().is_none() || !self.prefilter.is_match(text.as_ref()) {
+                continue;
+            }
+            for engine in engines {
+                scan.set.clear();
+                engine.regex.which_overlapping_matches(&Input::new(text.as_ref()), &mut scan.set);
+                for p in scan.set.iter().map(|p| engine.first + p.as_usize()) {
+                    let pattern = &self.patterns[p];
+                    if !pattern.targets.contains(&plan.target) {
+                        continue;
+                    }
+                    if !scan.hit[pattern.rule]
+                        && let Some(m) = self.single(p).find(text.as_ref())
+                    {
+                        scan.matches.push((pattern.rule, plan.target, excerpt(text, m.start(), m.end())));
+                    }
+                    scan.hit[pattern.rule] = true;
+                }
+            }
+        }
     }
 
     /// Runs every rule's examples and counter-examples (`logwarden rules check`).
@@ -596,6 +753,56 @@ mod tests {
         );
         let long = ["10.0.0.1"; 12].join(",");
         assert!(with(&[("x-forwarded-for", long.as_str())]).contains(&"header-forwarded-for-implausible".to_string()));
+    }
+
+    fn rule(id: &str, targets: &str, transforms: &str, pattern: &str) -> String {
+        format!(
+            "[[rule]]\nid = \"{id}\"\nname = \"n\"\nfamily = \"f\"\nseverity = \"LOW\"\nscore = 1\n\
+             targets = [{targets}]\ntransforms = [{transforms}]\npatterns = ['{pattern}']\n"
+        )
+    }
+
+    #[test]
+    fn patterns_see_only_their_own_chain_and_targets() {
+        let text = [
+            rule("exact", "\"query\"", "", "union"),
+            rule("folded", "\"query\"", "\"lowercase\"", "union"),
+            rule("path-only", "\"path\"", "\"lowercase\"", "union"),
+            // Two chains that share `url_decode`; only one removes the NUL.
+            rule("decoded", "\"query\"", "\"url_decode\", \"lowercase\"", "^a\\x00b$"),
+            rule("no-nul", "\"query\"", "\"url_decode\", \"remove_nulls\", \"lowercase\"", "^ab$"),
+            rule("no-nul-raw", "\"query\"", "\"url_decode\", \"remove_nulls\"", "^ab$"),
+        ]
+        .concat();
+        let set = RuleSet::from_sources(&[("t.toml".into(), text)]).expect("rules");
+        let rules = |query: &str| {
+            let ev = Event { query: Some(query.into()), ..Event::default() };
+            set.evaluate(&ev).rules
+        };
+        // Lowercasing changes the text: the untransformed pattern must not see its output.
+        assert_eq!(rules("UNION"), ["folded"]);
+        // Both chains give the same text, scanned once, and both rules match it.
+        assert_eq!(rules("union"), ["exact", "folded"]);
+        assert_eq!(rules("%41%00B"), ["decoded", "no-nul"]);
+        assert_eq!(rules("%61%00b"), ["decoded", "no-nul", "no-nul-raw"]);
+        let ev = Event { path: Some("/UNION".into()), ..Event::default() };
+        assert_eq!(set.evaluate(&ev).rules, ["path-only"]);
+    }
+
+    #[test]
+    fn classes_and_boundaries_are_ascii() {
+        let text = [
+            rule("word", "\"query\"", "", "\\bscript\\b"),
+            rule("letters", "\"query\"", "", "^\\w+$"),
+            rule("unicode", "\"query\"", "", "(?u)^\\w+$"),
+        ]
+        .concat();
+        let set = RuleSet::from_sources(&[("t.toml".into(), text)]).expect("rules");
+        let rules = |query: &str| set.evaluate(&Event { query: Some(query.into()), ..Event::default() }).rules;
+        // A non-ASCII letter is not a word byte, so `\b` holds after it; `(?u)` sees a letter.
+        assert_eq!(rules("\u{1059a}script"), ["word", "unicode"]);
+        assert_eq!(rules("script"), ["word", "letters", "unicode"]);
+        assert_eq!(rules("café"), ["unicode"]);
     }
 
     #[test]

@@ -50,12 +50,10 @@ pub fn apply<'a>(input: &'a str, transforms: &[Transform]) -> Cow<'a, str> {
 }
 
 /// One transform, or `None` when it would not change `s`.
-fn step(s: &str, t: Transform) -> Option<String> {
+pub(crate) fn step(s: &str, t: Transform) -> Option<String> {
     match t {
         Transform::UrlDecode => {
-            if !s.contains(['%', '+']) {
-                return None;
-            }
+            memchr::memchr2(b'%', b'+', s.as_bytes())?;
             let mut cur = s.to_string();
             // `+` means a space only in the text as sent; after one decoding it is a plus.
             for round in 0..4 {
@@ -65,26 +63,36 @@ fn step(s: &str, t: Transform) -> Option<String> {
                 }
                 cur = d;
             }
-            Some(cur)
+            (cur != s).then_some(cur)
         }
         Transform::UnicodeDecode => {
-            let fullwidth = s.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c));
+            let fullwidth = !s.is_ascii() && s.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c));
             (s.contains("%u") || fullwidth).then(|| fullwidth_to_ascii(&unicode_decode(s)))
         }
         Transform::HtmlEntityDecode => s.contains('&').then(|| html_decode(s)),
+        Transform::Lowercase if s.is_ascii() => {
+            s.bytes().any(|c| c.is_ascii_uppercase()).then(|| s.to_ascii_lowercase())
+        }
         Transform::Lowercase => s.chars().any(char::is_uppercase).then(|| s.to_lowercase()),
         Transform::CompressWhitespace => {
             let b = s.as_bytes();
-            let messy = b.windows(2).any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
-                || b.iter().any(|c| matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
-                || b.first().is_some_and(u8::is_ascii_whitespace)
-                || b.last().is_some_and(u8::is_ascii_whitespace);
+            let messy = b.iter().any(|c| matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+                || memchr::memmem::find(b, b"  ").is_some()
+                || b.first() == Some(&b' ')
+                || b.last() == Some(&b' ');
             messy.then(|| s.split_whitespace().collect::<Vec<_>>().join(" "))
         }
         Transform::RemoveComments => (s.contains("/*") || s.contains("<!--")).then(|| remove_comments(s)),
         Transform::RemoveNulls => s.contains('\0').then(|| s.replace('\0', "")),
         Transform::NormalizePath => {
-            (s.contains('\\') || s.contains("/./") || s.contains("//")).then(|| normalize_path(s))
+            let b = s.as_bytes();
+            let odd = memchr::memchr(b'\\', b).is_some()
+                || memchr::memchr_iter(b'/', b).any(|i| match b.get(i + 1) {
+                    Some(b'/') => true,
+                    Some(b'.') => b.get(i + 2) == Some(&b'/'),
+                    _ => false,
+                });
+            odd.then(|| normalize_path(s))
         }
         Transform::Base64Decode => base64_decode(s),
     }
