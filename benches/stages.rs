@@ -128,24 +128,54 @@ fn redaction(c: &mut Criterion) {
     group.finish();
 }
 
-fn rules(c: &mut Criterion) {
-    let detector = logwarden::rules::Detector::new(None, 5).expect("built-in rules");
-    let evs = events(1000);
-    // Request text the rules read: path, query, user-agent and referer.
-    let bytes: usize = evs
-        .iter()
+/// Request text the rules read: path, query, user-agent and referer.
+fn request_bytes(evs: &[Event]) -> usize {
+    evs.iter()
         .map(|e| {
             [&e.path, &e.query, &e.user_agent, &e.referer]
                 .iter()
                 .map(|f| f.as_deref().map_or(0, str::len))
                 .sum::<usize>()
         })
-        .sum();
+        .sum()
+}
+
+fn rules(c: &mut Criterion) {
+    let detector = logwarden::rules::Detector::new(None, 5).expect("built-in rules");
+    let evs = events(1000);
     let mut group = c.benchmark_group("rules");
-    group.throughput(Throughput::Bytes(bytes as u64));
+    group.throughput(Throughput::Bytes(request_bytes(&evs) as u64));
+    // The pipeline's way: each worker remembers the verdicts on recent field values, and the
+    // generated traffic, like real traffic, repeats its user agents and paths.
     group.bench_function("1000_generated_events", |b| {
         b.iter(|| evs.iter().map(|e| detector.tags(e).score).sum::<u32>())
     });
+    // Every field evaluated afresh: the cost for values never seen before.
+    let set = logwarden::rules::RuleSet::load(None).expect("built-in rules");
+    group.bench_function("1000_generated_events_unremembered", |b| {
+        b.iter(|| evs.iter().map(|e| set.evaluate(e).score).sum::<u32>())
+    });
+    // A real access log, with the repetition real traffic has.
+    let corpus = std::env::var_os("LOGWARDEN_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    match std::fs::read_to_string(corpus.join("logs/elastic-examples/apache_logs")) {
+        Ok(text) => {
+            let mut p = FileParser::new(FormatSpec::Fixed(Kind::Combined));
+            let real: Vec<Event> = text
+                .lines()
+                .filter_map(|line| {
+                    let mut ev = Event::default();
+                    p.parse(line, &mut ev).ok().map(|_| ev)
+                })
+                .collect();
+            group.throughput(Throughput::Bytes(request_bytes(&real) as u64));
+            group.bench_function(format!("{}_events_of_elastic_apache_logs", real.len()), |b| {
+                b.iter(|| real.iter().map(|e| detector.tags(e).score).sum::<u32>())
+            });
+        }
+        Err(e) => eprintln!("SKIP: rules over a real log: {}: {e} (set LOGWARDEN_CORPUS)", corpus.display()),
+    }
     group.finish();
 }
 

@@ -11,12 +11,12 @@ pub mod transform;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use regex_automata::meta::Regex;
-use regex_automata::{Input, MatchKind, PatternSet};
 use serde::Deserialize;
 
 use crate::event::{AnomalyMatch, AnomalyTags, Event};
@@ -228,14 +228,18 @@ fn builder() -> regex_automata::meta::Builder {
     b
 }
 
-/// The patterns of one transform chain, compiled together.
-struct Engine {
-    /// Where the chain's output is.
+/// One transform chain: where its output is, and its patterns (contiguous in
+/// `RuleSet::patterns`).
+struct Chain {
     slot: usize,
-    /// The index of the chain's first pattern; its patterns are contiguous.
-    first: usize,
-    regex: Regex,
+    patterns: std::ops::Range<usize>,
 }
+
+/// The most memory the prefilter's lazy DFA keeps per thread. Real traffic reaches many more of
+/// its states than generated traffic: on a real 10,000-line access log, with the default 2 MB
+/// the states were thrown away and rebuilt over and over, at ten times the cost per event;
+/// 4 MB was just enough.
+const PREFILTER_CACHE: usize = 8 << 20;
 
 /// What one target needs: the chain prefixes to compute, in order, and the chains whose output
 /// is scanned.
@@ -243,7 +247,7 @@ struct Plan {
     target: Target,
     /// Slots to compute, parents first.
     steps: Vec<usize>,
-    /// The chains (engines) that read it.
+    /// The chains that read it.
     chains: Vec<usize>,
 }
 
@@ -251,13 +255,58 @@ struct Plan {
 struct Scan {
     hit: Vec<bool>,
     matches: Vec<(usize, Target, String)>,
-    set: PatternSet,
     /// Slot -> index of its text among the distinct texts of the current field.
     slots: Vec<usize>,
-    /// (text, transform, result) of the steps taken on the current field: chains that differ
-    /// only by steps that changed nothing reach the same text, and the rest of their work is
-    /// not done twice.
-    done: Vec<(usize, Transform, usize)>,
+    /// Text -> transform -> the text it gave, for the steps taken on the current field: chains
+    /// that differ only by steps that changed nothing reach the same text, and the rest of
+    /// their work is not done twice.
+    done: Vec<[Option<usize>; Transform::ALL.len()]>,
+}
+
+impl Scan {
+    /// Counts the rules found in one field; the first field a rule matched gives its excerpt.
+    fn add(&mut self, target: Target, found: &[(usize, String)]) {
+        for (rule, excerpt) in found {
+            if !self.hit[*rule] {
+                self.hit[*rule] = true;
+                self.matches.push((*rule, target, excerpt.clone()));
+            }
+        }
+    }
+}
+
+/// How many field values a pipeline worker remembers the verdict on. Request logs repeat their
+/// user agents, paths and referers, and a few thousand values cover most of a site's traffic.
+const RECENT_SLOTS: usize = 4096;
+/// Longer values are seldom repeated, and are not remembered.
+const RECENT_LONGEST: usize = 512;
+
+/// The verdicts on recent field values: which rules matched, and where. A direct-mapped table:
+/// a value whose slot holds another value is evaluated and takes its place, so a flood of
+/// distinct values costs a miss each and nothing more.
+#[derive(Default)]
+pub struct Recent {
+    slots: Vec<Option<Remembered>>,
+}
+
+struct Remembered {
+    target: Target,
+    value: Box<str>,
+    found: Vec<(usize, String)>,
+}
+
+impl Recent {
+    /// The slot of a value, or `None` for a value too long to remember.
+    fn slot(&mut self, target: Target, value: &str) -> Option<&mut Option<Remembered>> {
+        if value.len() > RECENT_LONGEST {
+            return None;
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(RECENT_SLOTS, || None);
+        }
+        let h = rustc_hash::FxBuildHasher.hash_one((target, value)) as usize;
+        self.slots.get_mut(h % RECENT_SLOTS)
+    }
 }
 
 /// Every rule, compiled.
@@ -265,14 +314,14 @@ struct Scan {
 /// A field is transformed by each transform chain its rules use, chains sharing their common
 /// prefixes, and each distinct text is scanned once by a prefilter that holds every pattern.
 /// For clean traffic most chains leave a field as it was, so a field is usually scanned once or
-/// twice rather than once per chain. A text the prefilter flags goes through the engine of each
-/// chain that produced it; a pattern counts only where its rule targets the field.
+/// twice rather than once per chain. A text the prefilter flags is matched against each pattern
+/// (compiled alone, at its first use) of each chain that produced it; a pattern counts only
+/// where its rule targets the field.
 pub struct RuleSet {
     rules: Vec<Rule>,
     /// Every pattern, for a yes or no.
     prefilter: Regex,
-    /// One per transform chain, for which patterns match.
-    engines: Vec<Engine>,
+    chains: Vec<Chain>,
     patterns: Vec<Pattern>,
     /// Each pattern alone, to find where a reported pattern matched: only for hits, which are
     /// rare, so the shared engine stays the only scan of clean traffic. Compiled at a pattern's
@@ -428,30 +477,26 @@ impl RuleSet {
             })
             .collect();
         // The prefilter answers "does anything match" for clean traffic, which is nearly all
-        // of it. Only a text it flags goes through the engines of the chains that produced it.
+        // of it. Only a text it flags is matched against each pattern of the chains that
+        // produced it.
         let all: Vec<&str> = patterns.iter().map(|p| p.text.as_str()).collect();
-        let invalid = |e: regex_automata::meta::BuildError| RuleError::Invalid {
-            file: "rules".into(),
-            line: 0,
-            message: e.to_string(),
-        };
-        let prefilter = builder().build_many(&all).map_err(invalid)?;
-        let mut engines = Vec::new();
-        for (c, slot) in chain_slots.iter().enumerate() {
-            let first = patterns.iter().position(|p| p.chain == c).unwrap_or(patterns.len());
-            let len = patterns[first..].iter().take_while(|p| p.chain == c).count();
-            // MatchKind::All with `which_overlapping_matches` reports every pattern that
-            // matches anywhere, not only the leftmost of overlapping ones.
-            let regex = builder()
-                .configure(Regex::config().match_kind(MatchKind::All))
-                .build_many(&all[first..first + len])
-                .map_err(invalid)?;
-            engines.push(Engine { slot: *slot, first, regex });
-        }
+        let prefilter = builder()
+            .configure(Regex::config().hybrid_cache_capacity(PREFILTER_CACHE))
+            .build_many(&all)
+            .map_err(|e| RuleError::Invalid { file: "rules".into(), line: 0, message: e.to_string() })?;
+        let chains = chain_slots
+            .iter()
+            .enumerate()
+            .map(|(c, slot)| {
+                let first = patterns.iter().position(|p| p.chain == c).unwrap_or(patterns.len());
+                let len = patterns[first..].iter().take_while(|p| p.chain == c).count();
+                Chain { slot: *slot, patterns: first..first + len }
+            })
+            .collect();
         Ok(Self {
             rules,
             prefilter,
-            engines,
+            chains,
             singles: patterns.iter().map(|_| OnceLock::new()).collect(),
             patterns,
             nodes,
@@ -481,16 +526,34 @@ impl RuleSet {
 
     /// Every rule that matches `ev`.
     pub fn evaluate(&self, ev: &Event) -> Verdict {
+        self.evaluate_with(ev, None)
+    }
+
+    /// Every rule that matches `ev`, taking the verdict on a field value from `recent` when it
+    /// holds one.
+    pub fn evaluate_with(&self, ev: &Event, mut recent: Option<&mut Recent>) -> Verdict {
         let mut scan = Scan {
             hit: vec![false; self.rules.len()],
             matches: Vec::new(),
-            set: PatternSet::new(self.engines.iter().map(|e| e.regex.pattern_len()).max().unwrap_or(0)),
             slots: vec![0; self.nodes.len() + 1],
             done: Vec::new(),
         };
         for plan in &self.plans {
             for value in plan.target.values(ev) {
-                self.scan(plan, value, &mut scan);
+                match recent.as_deref_mut().and_then(|r| r.slot(plan.target, value)) {
+                    Some(Some(known)) if known.target == plan.target && *known.value == *value => {
+                        scan.add(plan.target, &known.found);
+                    }
+                    Some(slot) => {
+                        let found = self.scan(plan, value, &mut scan);
+                        scan.add(plan.target, &found);
+                        *slot = Some(Remembered { target: plan.target, value: value.into(), found });
+                    }
+                    None => {
+                        let found = self.scan(plan, value, &mut scan);
+                        scan.add(plan.target, &found);
+                    }
+                }
             }
         }
         let Scan { mut hit, matches, .. } = scan;
@@ -510,51 +573,49 @@ impl RuleSet {
     }
 
     /// Transforms one field along the chains `plan` needs and scans each distinct result once.
-    fn scan(&self, plan: &Plan, value: &str, scan: &mut Scan) {
+    /// Returns each rule that matches the field, with an excerpt of where.
+    fn scan(&self, plan: &Plan, value: &str, scan: &mut Scan) -> Vec<(usize, String)> {
+        let mut found: Vec<(usize, String)> = Vec::new();
         let mut texts: Vec<Cow<str>> = vec![Cow::Borrowed(value)];
         scan.done.clear();
+        scan.done.push(Default::default());
         for &slot in &plan.steps {
             let node = &self.nodes[slot - 1];
             let from = scan.slots[node.parent];
-            let done = scan.done.iter().find(|(f, t, _)| *f == from && *t == node.step);
-            scan.slots[slot] = match done {
-                Some(&(_, _, to)) => to,
+            let to = match scan.done[from][node.step as usize] {
+                Some(to) => to,
                 None => {
                     let to = match transform::step(&texts[from], node.step) {
                         None => from,
                         Some(changed) => texts.iter().position(|t| *t == changed).unwrap_or_else(|| {
                             texts.push(Cow::Owned(changed));
+                            scan.done.push(Default::default());
                             texts.len() - 1
                         }),
                     };
-                    scan.done.push((from, node.step, to));
+                    scan.done[from][node.step as usize] = Some(to);
                     to
                 }
             };
+            scan.slots[slot] = to;
         }
         for (i, text) in texts.iter().enumerate() {
-            let mut engines =
-                plan.chains.iter().map(|&c| &self.engines[c]).filter(|e| scan.slots[e.slot] == i).peekable();
-            if engines.peek().is_none() || !self.prefilter.is_match(text.as_ref()) {
+            let mut chains =
+                plan.chains.iter().map(|&c| &self.chains[c]).filter(|c| scan.slots[c.slot] == i).peekable();
+            if chains.peek().is_none() || !self.prefilter.is_match(text.as_ref()) {
                 continue;
             }
-            for engine in engines {
-                scan.set.clear();
-                engine.regex.which_overlapping_matches(&Input::new(text.as_ref()), &mut scan.set);
-                for p in scan.set.iter().map(|p| engine.first + p.as_usize()) {
-                    let pattern = &self.patterns[p];
-                    if !pattern.targets.contains(&plan.target) {
-                        continue;
-                    }
-                    if !scan.hit[pattern.rule]
-                        && let Some(m) = self.single(p).find(text.as_ref())
-                    {
-                        scan.matches.push((pattern.rule, plan.target, excerpt(text, m.start(), m.end())));
-                    }
-                    scan.hit[pattern.rule] = true;
+            for p in chains.flat_map(|c| c.patterns.clone()) {
+                let pattern = &self.patterns[p];
+                if !pattern.targets.contains(&plan.target) || found.iter().any(|(r, _)| *r == pattern.rule) {
+                    continue;
+                }
+                if let Some(m) = self.single(p).find(text.as_ref()) {
+                    found.push((pattern.rule, excerpt(text, m.start(), m.end())));
                 }
             }
         }
+        found
     }
 
     /// Runs every rule's examples and counter-examples (`logwarden rules check`).
@@ -597,13 +658,29 @@ impl RuleSet {
 /// The rules stage of the pipeline: the current rule set, swapped in when the rule directory
 /// changes. Each pipeline worker holds a clone and asks for the newest set once per batch, so
 /// matching never takes a lock.
-#[derive(Clone)]
 pub struct Detector {
     current: Arc<RuleSet>,
+    /// Verdicts of `current` on recent field values. Each worker has its own clone, so the
+    /// lock is never contended; a detector shared between threads skips it when it is taken.
+    recent: Mutex<Recent>,
     seen: u64,
     threshold: u32,
     shared: Arc<Shared>,
     _watcher: Option<Arc<Mutex<notify::RecommendedWatcher>>>,
+}
+
+/// A clone starts with no remembered verdicts.
+impl Clone for Detector {
+    fn clone(&self) -> Self {
+        Self {
+            current: self.current.clone(),
+            recent: Mutex::default(),
+            seen: self.seen,
+            threshold: self.threshold,
+            shared: self.shared.clone(),
+            _watcher: self._watcher.clone(),
+        }
+    }
 }
 
 struct Shared {
@@ -618,7 +695,7 @@ impl Detector {
         let set = Arc::new(RuleSet::load(dir)?);
         let shared = Arc::new(Shared { generation: AtomicU64::new(0), latest: Mutex::new(set.clone()) });
         let watcher = dir.and_then(|d| watch(d, shared.clone())).map(|w| Arc::new(Mutex::new(w)));
-        Ok(Self { current: set, seen: 0, threshold, shared, _watcher: watcher })
+        Ok(Self { current: set, recent: Mutex::default(), seen: 0, threshold, shared, _watcher: watcher })
     }
 
     /// Picks up a reloaded rule set, if there is one.
@@ -627,13 +704,15 @@ impl Detector {
         if g != self.seen {
             if let Ok(latest) = self.shared.latest.lock() {
                 self.current = latest.clone();
+                self.recent = Mutex::default();
             }
             self.seen = g;
         }
     }
 
     pub fn tags(&self, ev: &Event) -> AnomalyTags {
-        let v = self.current.evaluate(ev);
+        let mut recent = self.recent.try_lock().ok();
+        let v = self.current.evaluate_with(ev, recent.as_deref_mut());
         let mut families: Vec<String> = Vec::new();
         for id in &v.rules {
             if let Some(r) = self.current.rules.iter().find(|r| &r.id == id)
@@ -772,6 +851,7 @@ mod tests {
             rule("decoded", "\"query\"", "\"url_decode\", \"lowercase\"", "^a\\x00b$"),
             rule("no-nul", "\"query\"", "\"url_decode\", \"remove_nulls\", \"lowercase\"", "^ab$"),
             rule("no-nul-raw", "\"query\"", "\"url_decode\", \"remove_nulls\"", "^ab$"),
+            rule("both", "\"path\", \"query\"", "", "union"),
         ]
         .concat();
         let set = RuleSet::from_sources(&[("t.toml".into(), text)]).expect("rules");
@@ -782,11 +862,58 @@ mod tests {
         // Lowercasing changes the text: the untransformed pattern must not see its output.
         assert_eq!(rules("UNION"), ["folded"]);
         // Both chains give the same text, scanned once, and both rules match it.
-        assert_eq!(rules("union"), ["exact", "folded"]);
+        assert_eq!(rules("union"), ["exact", "folded", "both"]);
         assert_eq!(rules("%41%00B"), ["decoded", "no-nul"]);
         assert_eq!(rules("%61%00b"), ["decoded", "no-nul", "no-nul-raw"]);
         let ev = Event { path: Some("/UNION".into()), ..Event::default() };
         assert_eq!(set.evaluate(&ev).rules, ["path-only"]);
+        // A rule matching two fields is reported once, where it matched first.
+        let ev = Event { path: Some("/union".into()), query: Some("union".into()), ..Event::default() };
+        let v = set.evaluate(&ev);
+        assert_eq!(v.rules, ["exact", "folded", "path-only", "both"]);
+        let places: Vec<_> = v.matches.iter().map(|(r, t, _)| (r.as_str(), *t)).collect();
+        let (path, query) = (Target::Path, Target::Query);
+        assert_eq!(places, [("both", path), ("path-only", path), ("exact", query), ("folded", query)]);
+    }
+
+    #[test]
+    fn remembered_verdicts_equal_fresh_ones() {
+        let set = RuleSet::load(None).expect("rules");
+        let values = [
+            "/products",
+            "id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+            "/../../etc/passwd",
+            "sqlmap/1.7.2#stable",
+            "Mozilla/5.0 (X11; Linux x86_64)",
+            "<script>alert(1)</script>",
+            "q=union+station+select+seats",
+            "() { :; }; /bin/bash -c id",
+        ];
+        // More distinct values than slots, so slots are taken over, and the same text in
+        // different fields, where different rules apply.
+        let events: Vec<Event> = (0..3 * RECENT_SLOTS)
+            .map(|i| {
+                let pick = |k: usize| values[(i / k) % values.len()].to_string();
+                Event {
+                    method: Some("GET".into()),
+                    path: Some(if i % 3 == 0 { format!("/item/{i}") } else { pick(1) }),
+                    query: Some(pick(3)),
+                    user_agent: Some(pick(5)),
+                    referer: Some(pick(7)),
+                    ..Event::default()
+                }
+            })
+            .collect();
+        let mut recent = Recent::default();
+        let mut flagged = 0;
+        for ev in events.iter().chain(&events) {
+            let fresh = set.evaluate(ev);
+            flagged += usize::from(!fresh.rules.is_empty());
+            assert_eq!(set.evaluate_with(ev, Some(&mut recent)), fresh, "{ev:?}");
+        }
+        assert!(flagged > events.len(), "{flagged}");
+        let kept = recent.slots.iter().flatten().count();
+        assert!(kept > values.len() * 4 && kept < RECENT_SLOTS, "{kept}");
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub(crate) fn step(s: &str, t: Transform) -> Option<String> {
         }
         Transform::UnicodeDecode => {
             let fullwidth = !s.is_ascii() && s.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c));
-            (s.contains("%u") || fullwidth).then(|| fullwidth_to_ascii(&unicode_decode(s)))
+            let escaped = memchr::memchr(b'%', s.as_bytes()).is_some() && s.contains("%u");
+            (escaped || fullwidth).then(|| fullwidth_to_ascii(&unicode_decode(s)))
         }
         Transform::HtmlEntityDecode => s.contains('&').then(|| html_decode(s)),
         Transform::Lowercase if s.is_ascii() => {
@@ -82,7 +83,10 @@ pub(crate) fn step(s: &str, t: Transform) -> Option<String> {
                 || b.last() == Some(&b' ');
             messy.then(|| s.split_whitespace().collect::<Vec<_>>().join(" "))
         }
-        Transform::RemoveComments => (s.contains("/*") || s.contains("<!--")).then(|| remove_comments(s)),
+        Transform::RemoveComments => {
+            let open = memchr::memchr2(b'*', b'!', s.as_bytes()).is_some() && (s.contains("/*") || s.contains("<!--"));
+            open.then(|| remove_comments(s))
+        }
         Transform::RemoveNulls => s.contains('\0').then(|| s.replace('\0', "")),
         Transform::NormalizePath => {
             let b = s.as_bytes();
