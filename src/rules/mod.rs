@@ -201,8 +201,8 @@ pub enum RuleError {
     Example { rule: String, message: String },
 }
 
-/// One pattern: the rule it belongs to, the transform chain whose output
-/// it reads, and the targets it applies to.
+/// One pattern: the rule it belongs to, the transform chain whose output it reads, and the
+/// targets it applies to.
 struct Pattern {
     rule: usize,
     chain: usize,
@@ -323,9 +323,10 @@ pub struct RuleSet {
     prefilter: Regex,
     chains: Vec<Chain>,
     patterns: Vec<Pattern>,
-    /// Each pattern alone, to find where a reported pattern matched: only for hits, which are
-    /// rare, so the shared engine stays the only scan of clean traffic. Compiled at a pattern's
-    /// first hit: compiled up front they took tens of megabytes.
+    /// Each pattern alone, to find which patterns match a text the prefilter flagged, and
+    /// where: only for hits, which are rare, so the prefilter stays the only scan of clean
+    /// traffic. Compiled at a pattern's first use: compiled up front they took tens of
+    /// megabytes.
     singles: Vec<OnceLock<Regex>>,
     /// Node k fills slot k + 1 from its parent's slot; slot 0 is the field as it is.
     nodes: Vec<Node>,

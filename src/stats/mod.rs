@@ -941,10 +941,10 @@ impl SlowLog {
     }
 }
 
-/// The writing side, owned by the index thread.
 /// Slots of `Recorder::recent_ids`.
 const RECENT_KEYS: usize = 1024;
 
+/// The writing side, owned by the index thread.
 pub struct Recorder {
     stats: Arc<Stats>,
     thresholds: Thresholds,
