@@ -145,8 +145,8 @@ pub struct AnomalyMatch {
 impl Event {
     /// Splits a request target into path and query and derives the route.
     pub fn set_target(&mut self, target: &str) {
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
+        let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
+            Some(i) => (&target[..i], Some(&target[i + 1..])),
             None => (target, None),
         };
         self.path = Some(path.to_string());
@@ -159,16 +159,21 @@ impl Event {
 /// placeholders so that `/api/users/42` and `/api/users/43` share the route `/api/users/:id`.
 pub fn route_of(path: &str) -> String {
     // Absolute URLs (proxies, ALB) keep only their path.
-    let path = match path.find("://") {
+    let b = path.as_bytes();
+    let path = match memchr::memchr_iter(b':', b).find(|&i| b[i + 1..].starts_with(b"//")) {
         Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
         None => path,
     };
     let mut out = String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
+    // Segment by segment; every segment after the first starts past a `/`.
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'/', path.as_bytes()).chain([path.len()]) {
+        if start > 0 {
             out.push('/');
         }
+        let seg = &path[start..end];
         out.push_str(placeholder(seg).unwrap_or(seg));
+        start = end + 1;
     }
     if out.is_empty() {
         out.push('/');

@@ -10,9 +10,15 @@ use crate::event::Event;
 
 /// Parses one line into `ev`. Returns the format name it recognised (`combined` or `common`).
 pub fn parse(line: &str, ev: &mut Event) -> Result<&'static str, ParseError> {
-    let bracket = line.find('[').ok_or(ParseError::invalid("no [timestamp]"))?;
-    let prefix: Vec<&str> = line[..bracket].split_ascii_whitespace().collect();
-    if prefix.is_empty() || prefix.len() > 6 {
+    let bracket = memchr::memchr(b'[', line.as_bytes()).ok_or(ParseError::invalid("no [timestamp]"))?;
+    let mut columns = [""; 6];
+    let mut n = 0;
+    for column in line[..bracket].split_ascii_whitespace() {
+        *columns.get_mut(n).ok_or(ParseError::invalid("expected client, ident and user before [timestamp]"))? = column;
+        n += 1;
+    }
+    let prefix = &columns[..n];
+    if prefix.is_empty() {
         return Err(ParseError::invalid("expected client, ident and user before [timestamp]"));
     }
     // With more than three columns the first is a vhost, unless it is the IP and the next is not.
@@ -86,10 +92,16 @@ fn looks_like_ip(s: &str) -> bool {
 /// (nginx `$request_time`, with `$upstream_response_time` after it), or a lone integer as the
 /// only extra column (apache `%D`, microseconds).
 fn extras(r: &str, ev: &mut Event) {
-    let cols: Vec<&str> = r.split_ascii_whitespace().collect();
-    for col in &cols {
-        if let Some((k, v)) = col.split_once('=') {
-            let v = v.trim_matches('"');
+    let (mut first, mut second, mut count) = (None, None, 0);
+    for col in r.split_ascii_whitespace() {
+        match count {
+            0 => first = Some(col),
+            1 => second = Some(col),
+            _ => {}
+        }
+        count += 1;
+        if let Some(eq) = memchr::memchr(b'=', col.as_bytes()) {
+            let (k, v) = (&col[..eq], col[eq + 1..].trim_matches('"'));
             let secs = v.parse::<f64>().ok().map(|s| s * 1000.0);
             match k {
                 "rt" | "request_time" => ev.duration_ms = ev.duration_ms.or(secs),
@@ -99,14 +111,13 @@ fn extras(r: &str, ev: &mut Event) {
             }
         }
     }
-    let plain = |s: &str| s.trim_matches('"').to_string();
-    match cols.as_slice() {
-        [only] if only.bytes().all(|c| c.is_ascii_digit()) => {
+    match first {
+        Some(only) if count == 1 && only.bytes().all(|c| c.is_ascii_digit()) => {
             ev.duration_ms = only.parse::<f64>().ok().map(|us| us / 1000.0);
         }
-        [first, rest @ ..] if is_decimal_seconds(first) => {
+        Some(first) if is_decimal_seconds(first) => {
             ev.duration_ms = first.parse::<f64>().ok().map(|s| s * 1000.0);
-            if let Some(up) = rest.first().map(|u| plain(u)).filter(|u| is_decimal_seconds(u)) {
+            if let Some(up) = second.map(|u| u.trim_matches('"')).filter(|u| is_decimal_seconds(u)) {
                 ev.upstream_ms = up.parse::<f64>().ok().map(|s| s * 1000.0);
             }
         }

@@ -24,12 +24,12 @@ pub fn quoted(i: &str) -> IResult<&str, &str> {
     let (i, _) = char('"').parse(i)?;
     let bytes = i.as_bytes();
     let mut pos = 0;
-    while pos < bytes.len() {
-        match bytes[pos] {
-            b'\\' => pos += 2,
-            b'"' => return Ok((&i[pos + 1..], &i[..pos])),
-            _ => pos += 1,
+    while let Some(at) = bytes.get(pos..).and_then(|b| memchr::memchr2(b'"', b'\\', b)) {
+        let at = pos + at;
+        if bytes[at] == b'"' {
+            return Ok((&i[at + 1..], &i[..at]));
         }
+        pos = at + 2;
     }
     Err(nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Char)))
 }
@@ -44,7 +44,7 @@ pub fn bracketed(i: &str) -> IResult<&str, &str> {
 
 /// Undoes the escapes nginx and apache write inside quoted fields (`\"`, `\\`, `\xHH`).
 pub fn unescape(s: &str) -> Cow<'_, str> {
-    if !s.contains('\\') {
+    if memchr::memchr(b'\\', s.as_bytes()).is_none() {
         return Cow::Borrowed(s);
     }
     let mut out = Vec::with_capacity(s.len());
@@ -87,10 +87,12 @@ pub fn non_empty(s: &str) -> Option<&str> {
 
 /// A request line `GET /path HTTP/1.1` split into its parts; `None` when it is not one.
 pub fn request_line(r: &str) -> Option<(&str, &str, Option<&str>)> {
-    let mut parts = r.splitn(3, ' ');
-    let method = parts.next()?;
-    let target = parts.next()?;
-    let proto = parts.next();
+    let space = memchr::memchr(b' ', r.as_bytes())?;
+    let (method, rest) = (&r[..space], &r[space + 1..]);
+    let (target, proto) = match memchr::memchr(b' ', rest.as_bytes()) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
     let method_ok = method.len() <= 20
         && method.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
         && method.bytes().all(|c| c.is_ascii_uppercase() || c == b'-' || c == b'_');
