@@ -536,7 +536,8 @@ impl RuleSet {
         let mut scan = Scan {
             hit: vec![false; self.rules.len()],
             matches: Vec::new(),
-            slots: vec![0; self.nodes.len() + 1],
+            // Filled at the first field not remembered: most events need none.
+            slots: Vec::new(),
             done: Vec::new(),
         };
         for plan in &self.plans {
@@ -578,6 +579,7 @@ impl RuleSet {
     fn scan(&self, plan: &Plan, value: &str, scan: &mut Scan) -> Vec<(usize, String)> {
         let mut found: Vec<(usize, String)> = Vec::new();
         let mut texts: Vec<Cow<str>> = vec![Cow::Borrowed(value)];
+        scan.slots.resize(self.nodes.len() + 1, 0);
         scan.done.clear();
         scan.done.push(Default::default());
         for &slot in &plan.steps {
