@@ -11,15 +11,17 @@ use crate::event::Event;
 /// Parses one line into `ev`. Returns the format name it recognised (`combined` or `common`).
 pub fn parse(line: &str, ev: &mut Event) -> Result<&'static str, ParseError> {
     let bracket = memchr::memchr(b'[', line.as_bytes()).ok_or(ParseError::invalid("no [timestamp]"))?;
+    let columns_wrong = || ParseError::invalid("expected client, ident and user before [timestamp]");
+    // One to six columns: client, ident and user, after a vhost and extra identity columns.
     let mut columns = [""; 6];
     let mut n = 0;
     for column in line[..bracket].split_ascii_whitespace() {
-        *columns.get_mut(n).ok_or(ParseError::invalid("expected client, ident and user before [timestamp]"))? = column;
+        *columns.get_mut(n).ok_or_else(columns_wrong)? = column;
         n += 1;
     }
     let prefix = &columns[..n];
     if prefix.is_empty() {
-        return Err(ParseError::invalid("expected client, ident and user before [timestamp]"));
+        return Err(columns_wrong());
     }
     // With more than three columns the first is a vhost, unless it is the IP and the next is not.
     let vhost_first = prefix.len() >= 4 && (looks_like_ip(prefix[1]) || !looks_like_ip(prefix[0]));

@@ -844,9 +844,19 @@ mod tests {
         )
     }
 
+    /// The rules, compiled from one file.
+    fn rule_set(rules: &[String]) -> RuleSet {
+        RuleSet::from_sources(&[("t.toml".into(), rules.concat())]).expect("rules")
+    }
+
+    /// The ids of the rules matching an event with only this query.
+    fn query_rules(set: &RuleSet, query: &str) -> Vec<String> {
+        set.evaluate(&Event { query: Some(query.into()), ..Event::default() }).rules
+    }
+
     #[test]
     fn patterns_see_only_their_own_chain_and_targets() {
-        let text = [
+        let set = rule_set(&[
             rule("exact", "\"query\"", "", "union"),
             rule("folded", "\"query\"", "\"lowercase\"", "union"),
             rule("path-only", "\"path\"", "\"lowercase\"", "union"),
@@ -855,13 +865,8 @@ mod tests {
             rule("no-nul", "\"query\"", "\"url_decode\", \"remove_nulls\", \"lowercase\"", "^ab$"),
             rule("no-nul-raw", "\"query\"", "\"url_decode\", \"remove_nulls\"", "^ab$"),
             rule("both", "\"path\", \"query\"", "", "union"),
-        ]
-        .concat();
-        let set = RuleSet::from_sources(&[("t.toml".into(), text)]).expect("rules");
-        let rules = |query: &str| {
-            let ev = Event { query: Some(query.into()), ..Event::default() };
-            set.evaluate(&ev).rules
-        };
+        ]);
+        let rules = |query: &str| query_rules(&set, query);
         // Lowercasing changes the text: the untransformed pattern must not see its output.
         assert_eq!(rules("UNION"), ["folded"]);
         // Both chains give the same text, scanned once, and both rules match it.
@@ -921,14 +926,12 @@ mod tests {
 
     #[test]
     fn classes_and_boundaries_are_ascii() {
-        let text = [
+        let set = rule_set(&[
             rule("word", "\"query\"", "", "\\bscript\\b"),
             rule("letters", "\"query\"", "", "^\\w+$"),
             rule("unicode", "\"query\"", "", "(?u)^\\w+$"),
-        ]
-        .concat();
-        let set = RuleSet::from_sources(&[("t.toml".into(), text)]).expect("rules");
-        let rules = |query: &str| set.evaluate(&Event { query: Some(query.into()), ..Event::default() }).rules;
+        ]);
+        let rules = |query: &str| query_rules(&set, query);
         // A non-ASCII letter is not a word byte, so `\b` holds after it; `(?u)` sees a letter.
         assert_eq!(rules("\u{1059a}script"), ["word", "unicode"]);
         assert_eq!(rules("script"), ["word", "letters", "unicode"]);
