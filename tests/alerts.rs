@@ -38,7 +38,8 @@ fn append(log: &Path, lines: &str) {
     std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().write_all(lines.as_bytes()).unwrap();
 }
 
-/// An HTTP receiver that records every JSON body POSTed to it, until stopped.
+/// An HTTP receiver that records every JSON body POSTed to it, until stopped. The request's
+/// `Idempotency-Key` header is recorded in the body as `header_key`.
 struct Receiver {
     bodies: Arc<Mutex<Vec<serde_json::Value>>>,
     stop: Arc<AtomicBool>,
@@ -59,20 +60,24 @@ impl Receiver {
                 };
                 stream.set_nonblocking(false).unwrap();
                 let mut reader = BufReader::new(stream);
-                let mut len = 0;
+                let (mut len, mut key) = (0, None);
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
                         len = v.trim().parse().unwrap_or(0);
+                    } else if lower.starts_with("idempotency-key:") {
+                        key = line.split_once(':').map(|(_, v)| v.trim().to_string());
                     }
                 }
                 let mut body = vec![0; len];
                 if reader.read_exact(&mut body).is_ok()
-                    && let Ok(v) = serde_json::from_slice(&body)
+                    && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body)
                 {
+                    v["header_key"] = serde_json::json!(key);
                     b.lock().unwrap().push(v);
                 }
                 let _ =
@@ -240,12 +245,18 @@ fn an_alert_fires_and_resolves_in_alertmanager_and_at_a_webhook_that_was_down() 
     assert!(!text.contains("hunter2secret") && !text.contains("4111111111111111"), "a secret in the webhook: {text}");
     assert!(text.contains("[REDACTED]"));
     assert!(fired["search"].as_str().is_some_and(|s| s.contains("/api/v1/search?q=")));
+    let fingerprint = fired["alerts"][0]["fingerprint"].as_str().unwrap();
+    let key = fired["idempotencyKey"].as_str().expect("idempotencyKey");
+    assert!(key.starts_with(&format!("{fingerprint}-firing-")), "{key}");
+    assert_eq!(fired["header_key"], key, "the Idempotency-Key header repeats the body's key");
 
     // Healthy traffic brings the rate under the threshold: resolved everywhere, once.
     healthy_traffic(&log);
     let resolved = wait_for("the resolved webhook", Duration::from_secs(30), || receiver.with_status("resolved").pop());
     assert_eq!(resolved["alerts"][0]["fingerprint"], fired["alerts"][0]["fingerprint"]);
     assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(resolved["idempotencyKey"], key.replace("-firing-", "-resolved-"), "one firing episode");
+    assert_eq!(resolved["header_key"], resolved["idempotencyKey"]);
     wait_for("Alertmanager to drop the resolved alert", Duration::from_secs(30), || {
         let alerts = am_alerts(am.addr).ok()?;
         (!alerts.iter().any(|a| a["labels"]["alertname"] == "CheckoutErrors" && a["status"]["state"] == "active"))
@@ -276,6 +287,13 @@ fn a_restart_while_firing_neither_repeats_the_alert_nor_loses_its_resolve() {
     let d = start(tmp.path(), &glob, &receivers);
     failing_traffic(&log);
     wait_for("the firing webhook", Duration::from_secs(30), || receiver.with_status("firing").pop());
+    // Delivery is at least once: a kill between the receiver's 2xx and the state write would
+    // send the notification again (with the same idempotency key), so wait for that write.
+    wait_for("the delivery to be recorded", Duration::from_secs(10), || {
+        let (_, body) = http_get(d.addr, "/api/v1/alerts").ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["outbox"].as_array()?.is_empty().then_some(())
+    });
 
     // kill -9 while firing, start again: the alert is still firing and is not sent again.
     d.kill9();

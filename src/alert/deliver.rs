@@ -293,8 +293,12 @@ fn webhook_payload(
     if ends.is_none() {
         alert["endsAt"] = json!("0001-01-01T00:00:00Z");
     }
+    // The same transition always gets the same key, so a receiver can drop a notification that
+    // a crash between its 2xx and our state write made us send again.
+    let key = format!("{}-{}-{}", inst.fingerprint, status, inst.fired_at_ms.unwrap_or(inst.active_since_ms));
     json!({
         "version": "4",
+        "idempotencyKey": key,
         "groupKey": format!("{{}}:{{alertname=\"{}\"}}", inst.rule),
         "truncatedAlerts": 0,
         "status": status,
@@ -317,6 +321,9 @@ fn send(agent: &ureq::Agent, r: &crate::config::ReceiverConfig, payload: &Value)
     let mut req = agent.post(&url).header("content-type", "application/json");
     if let Some(token) = r.token_env.as_deref().and_then(|v| std::env::var(v).ok()) {
         req = req.header("authorization", &format!("Bearer {token}"));
+    }
+    if let Some(key) = payload.get("idempotencyKey").and_then(Value::as_str) {
+        req = req.header("idempotency-key", key);
     }
     req.send_json(payload).map(drop).map_err(|e| e.to_string())
 }
