@@ -12,6 +12,9 @@ use std::sync::OnceLock;
 
 use hdrhistogram::Histogram;
 
+/// The buckets a latency makes room for at its first value.
+const FIRST_BUCKETS: usize = 8;
+
 /// Values above this (one hour, in microseconds) are recorded as this and counted as clamped.
 pub const MAX_US: u64 = 3_600_000_000;
 
@@ -59,12 +62,19 @@ impl Latency {
         let i = index_of(us.min(MAX_US));
         match self.buckets.binary_search_by_key(&i, |b| b.0) {
             Ok(at) => self.buckets[at].1 = self.buckets[at].1.saturating_add(n),
-            Err(at) => self.buckets.insert(at, (i, n)),
+            Err(at) => {
+                if self.buckets.is_empty() {
+                    // A minute of one route fills a few buckets: grow once, not 0 -> 4 -> 8.
+                    self.buckets.reserve(FIRST_BUCKETS);
+                }
+                self.buckets.insert(at, (i, n))
+            }
         }
         clamped
     }
 
-    /// Adds every count of `other`.
+    /// Adds every count of `other`, in place: the buckets `other` adds are counted first, then
+    /// the two sorted lists are merged from their ends into the grown vector.
     pub fn merge(&mut self, other: &Latency) {
         if other.buckets.is_empty() {
             return;
@@ -73,22 +83,33 @@ impl Latency {
             self.buckets.clone_from(&other.buckets);
             return;
         }
-        let mut out = Vec::with_capacity(self.buckets.len() + other.buckets.len());
-        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
-        loop {
-            match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x.0 == y.0 => {
-                    out.push((x.0, x.1.saturating_add(y.1)));
-                    a.next();
-                    b.next();
-                }
-                (Some(x), Some(y)) if x.0 < y.0 => out.push(*a.next().expect("peeked")),
-                (Some(_), Some(_)) | (None, Some(_)) => out.push(*b.next().expect("peeked")),
-                (Some(_), None) => out.push(*a.next().expect("peeked")),
-                (None, None) => break,
+        let mut added = 0;
+        let mut mine = self.buckets.iter().peekable();
+        for &(i, _) in &other.buckets {
+            while mine.next_if(|b| b.0 < i).is_some() {}
+            if mine.next_if(|b| b.0 == i).is_none() {
+                added += 1;
             }
         }
-        self.buckets = out;
+        let (mut a, mut b) = (self.buckets.len(), other.buckets.len());
+        self.buckets.resize(a + added, (0, 0));
+        let mut to = self.buckets.len();
+        while b > 0 {
+            let theirs = other.buckets[b - 1];
+            to -= 1;
+            if a > 0 && self.buckets[a - 1].0 > theirs.0 {
+                self.buckets[to] = self.buckets[a - 1];
+                a -= 1;
+            } else if a > 0 && self.buckets[a - 1].0 == theirs.0 {
+                self.buckets[to] = (theirs.0, self.buckets[a - 1].1.saturating_add(theirs.1));
+                a -= 1;
+                b -= 1;
+            } else {
+                self.buckets[to] = theirs;
+                b -= 1;
+            }
+        }
+        debug_assert_eq!(to, a, "what is left of ours is already in place");
     }
 
     pub fn is_empty(&self) -> bool {
@@ -488,6 +509,14 @@ mod tests {
                 merged.merge(p);
             }
             assert_eq!(Quantiles::default().compute([&merged], &qs), Some(want.clone()), "seed {seed}, merged");
+            let mut whole = Latency::default();
+            for v in &vals {
+                whole.record(*v, 1);
+            }
+            assert_eq!(merged, whole, "seed {seed}: merging the parts counts what recording them all does");
+            let mut twice = parts[3].clone();
+            twice.merge(&parts[3]);
+            assert!(twice.buckets().iter().zip(parts[3].buckets()).all(|(t, p)| t.0 == p.0 && t.1 == 2 * p.1));
             let mut dense = Dense::default();
             let mut half = Dense::default();
             for (i, p) in parts.iter().enumerate() {
