@@ -183,6 +183,7 @@ fn api_errors_are_400_with_a_message() {
     for (path, code) in [
         ("/api/v1/search?q=nosuchfield:1", "invalid_query"),
         ("/api/v1/search?q=status:%5B500%20TO", "invalid_query"),
+        ("/api/v1/search?q=id:%22abc:12%22", "invalid_query"),
         ("/api/v1/search?from=yesterday", "invalid_time"),
         ("/api/v1/search?limit=0", "invalid_limit"),
         ("/api/v1/search?limit=abc", "invalid_limit"),
@@ -193,6 +194,8 @@ fn api_errors_are_400_with_a_message() {
         assert_eq!(v["error"]["code"], code, "{path}");
         assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    let (_, body) = http_get(d.addr, "/api/v1/search?q=id:abc").expect("request");
+    assert!(body.contains("/context"), "the message says where an event is found by id: {body}");
     let (status, body) = http_get(d.addr, "/api/v1/search?q=*&from=now-1h&to=now").expect("request");
     assert_eq!(status, 200, "{body}");
     d.stop();

@@ -8,12 +8,12 @@ pub mod checkpoint;
 pub mod schema;
 pub mod search;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
 use crate::event::Origin;
 use crate::parse::timestamp::civil_from_days;
@@ -226,6 +226,8 @@ pub struct IndexStore {
     previous: Positions,
     positions_changed: bool,
     replace_until: Positions,
+    /// The (partition, file) pairs whose replayed lines were deleted in this run.
+    replaced: HashSet<(String, String)>,
     generation: u64,
     last_round: Vec<String>,
     retention_days: u32,
@@ -281,6 +283,7 @@ impl IndexStore {
             previous: resume.clone(),
             positions_changed: false,
             replace_until,
+            replaced: HashSet::new(),
             generation,
             last_round,
             retention_days,
@@ -324,12 +327,19 @@ impl IndexStore {
     /// Adds one event read from `origin`.
     pub fn add(&mut self, origin: &Origin, ev: &Redacted) -> Result<(), IndexError> {
         let name = partition_of(ev.event().timestamp_ms);
-        let replace = self.replace_until.get(&origin.fingerprint).is_some_and(|&until| origin.offset < until);
+        let until = self.replace_until.get(&origin.fingerprint).copied().filter(|&until| origin.offset < until);
+        // Lines read again after a crash replace what a cut-short commit kept of them: at the
+        // first of them in a partition, everything it holds of the rest of them goes at once.
+        // A delete only removes documents added before it, so the lines added next stay.
+        let replaced = until.is_some_and(|_| self.replaced.insert((name.clone(), origin.fingerprint.clone())));
         let doc: TantivyDocument = self.catalog.fields.document(ev);
-        let id_field = self.catalog.fields.id;
+        let catalog = self.catalog.clone();
         let w = self.writer(&name)?;
-        if replace {
-            w.writer.delete_term(Term::from_field_text(id_field, &ev.event().id));
+        if let Some(until) = until
+            && replaced
+        {
+            let lines = catalog.fields.lines(&origin.fingerprint, origin.offset, until);
+            w.writer.delete_query(lines).map_err(Catalog::tantivy(&name))?;
         }
         w.writer.add_document(doc).map_err(Catalog::tantivy(&name))?;
         w.dirty = true;
@@ -402,6 +412,8 @@ impl IndexStore {
         self.positions_changed = false;
         let positions = &self.positions;
         self.replace_until.retain(|fp, until| positions.get(fp).is_none_or(|p| p < until));
+        let replacing = &self.replace_until;
+        self.replaced.retain(|(_, fp)| replacing.contains_key(fp));
         self.last_round = round;
         let stats =
             CommitStats { docs: std::mem::take(&mut self.docs_since_commit), partitions: self.last_round.len() };

@@ -5,8 +5,7 @@ use std::ops::Bound;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::schema::IndexRecordOption;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Order, Term};
 
@@ -201,18 +200,11 @@ impl Catalog {
             }
             seen.clone_from(&c.ids);
         }
-        let mut page: Box<dyn Query> = self.parse_query(&page_req)?;
-        if !seen.is_empty() {
-            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, page)];
-            for id in &seen {
-                let term = Term::from_field_text(self.fields.id, id);
-                clauses.push((
-                    Occur::MustNot,
-                    Box::new(tantivy::query::TermQuery::new(term, tantivy::schema::IndexRecordOption::Basic)),
-                ));
-            }
-            page = Box::new(BooleanQuery::new(clauses));
-        }
+        let page: Box<dyn Query> = self.parse_query(&page_req)?;
+        // The events of earlier pages at the cursor's millisecond are left out of the hits
+        // read, so each partition gives that many more.
+        let seen: std::collections::HashSet<&str> = seen.iter().map(String::as_str).collect();
+        let wanted = limit + seen.len();
         let mut total = 0u64;
         // Each partition's best `limit` (key, partition, document); only the page's documents
         // are read, since reading one decompresses its block of the store.
@@ -225,7 +217,7 @@ impl Catalog {
             match req.sort {
                 Sort::Newest | Sort::Oldest => {
                     let order = if req.sort == Sort::Newest { Order::Desc } else { Order::Asc };
-                    let c = TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp", order);
+                    let c = TopDocs::with_limit(wanted).order_by_fast_field::<i64>("timestamp", order);
                     let docs = searcher.search(&page, &c)?;
                     top.extend(docs.into_iter().map(|(k, a)| (k.unwrap_or(0) as f64, partition, a)));
                 }
@@ -241,12 +233,17 @@ impl Catalog {
             Sort::Oldest => top.sort_by(|a, b| a.0.total_cmp(&b.0)),
             Sort::Newest | Sort::Slowest => top.sort_by(|a, b| b.0.total_cmp(&a.0)),
         }
-        top.truncate(limit);
         let mut readers: Vec<Option<Hits>> = searchers.iter().map(|_| None).collect();
-        let mut hits = Vec::with_capacity(top.len());
+        let mut hits = Vec::with_capacity(limit.min(top.len()));
         for (_, partition, addr) in top {
+            if hits.len() == limit {
+                break;
+            }
             let reader = readers[partition].get_or_insert_with(|| self.fields.hits(&searchers[partition]));
-            hits.push(reader.read(addr)?);
+            let hit = reader.read(addr)?;
+            if !hit.get("id").and_then(serde_json::Value::as_str).is_some_and(|id| seen.contains(id)) {
+                hits.push(hit);
+            }
         }
         let next_cursor = (hits.len() == limit && req.sort != Sort::Slowest)
             .then(|| Cursor::following(req.cursor.as_ref(), &hits).map(|c| c.encode()))
@@ -290,11 +287,7 @@ impl Catalog {
                 Ok(())
             };
             let mut me = Vec::new();
-            let exact = BooleanQuery::new(vec![
-                (Occur::Must, same_file()),
-                (Occur::Must, range(Bound::Included(offset), Bound::Included(offset))),
-            ]);
-            pick(Box::new(exact), 1, Order::Asc, &mut me)?;
+            pick(self.fields.lines(&fp, offset, offset.saturating_add(1)), 1, Order::Asc, &mut me)?;
             if let Some((_, hit)) = me.pop() {
                 event = Some(hit);
             }
@@ -370,14 +363,7 @@ impl Catalog {
         if !skip.is_empty() {
             let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, query)];
             for r in skip {
-                let fp = Term::from_field_text(self.fields.fingerprint, &r.fingerprint);
-                let lo = Bound::Included(Term::from_field_u64(self.fields.offset, r.from));
-                let hi = Bound::Excluded(Term::from_field_u64(self.fields.offset, r.until));
-                let lines: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, Box::new(TermQuery::new(fp, IndexRecordOption::Basic))),
-                    (Occur::Must, Box::new(RangeQuery::new(lo, hi))),
-                ]));
-                clauses.push((Occur::MustNot, lines));
+                clauses.push((Occur::MustNot, self.fields.lines(&r.fingerprint, r.from, r.until)));
             }
             query = Box::new(BooleanQuery::new(clauses));
         }
@@ -423,7 +409,16 @@ impl Catalog {
             let mut parser =
                 QueryParser::new(self.schema.clone(), self.fields.default_search(), TokenizerManager::default());
             parser.set_conjunction_by_default();
-            parser.parse_query(text).map_err(|e| SearchError::Query(e.to_string()))?
+            let query = parser.parse_query(text).map_err(|e| SearchError::Query(e.to_string()))?;
+            let mut by_id = false;
+            query.query_terms(&mut |term, _| by_id |= term.field() == self.fields.id);
+            if by_id {
+                return Err(SearchError::Query(
+                    "field `id` is not searchable; GET /api/v1/events/{id}/context returns the event with that id"
+                        .into(),
+                ));
+            }
+            query
         };
         if req.from_ms.is_none() && req.to_ms.is_none() {
             return Ok(user);
