@@ -1293,20 +1293,24 @@ mod tests {
         assert_eq!(one, expected.total);
     }
 
+    /// Records one request a minute on each of `routes` routes, from `t0` (an hour's start)
+    /// over `minutes`, some failing, of varied durations; then flushes.
+    fn record_minutes(r: &mut Recorder, t0: i64, routes: i64, minutes: std::ops::Range<i64>) {
+        for m in minutes {
+            for k in 0..routes {
+                let status = if (m + k) % 7 == 0 { 502 } else { 200 };
+                r.record(&event(t0 + m * MINUTE_MS + k, &format!("/r{k}"), status, Some((m * 37 % 900) as f64)));
+            }
+        }
+        r.flush();
+    }
+
     #[test]
     fn packed_minutes_answer_as_they_did_open_and_reopen_for_late_events() {
         let stats = Arc::new(Stats::default());
         let mut r = Recorder::new(stats.clone());
         let t0 = 1_764_000_000_000;
-        let record = |r: &mut Recorder, minutes: std::ops::Range<i64>| {
-            for m in minutes {
-                for k in 0..5 {
-                    let status = if (m + k) % 7 == 0 { 502 } else { 200 };
-                    r.record(&event(t0 + m * MINUTE_MS + k, &format!("/r{k}"), status, Some((m * 37 % 900) as f64)));
-                }
-            }
-            r.flush();
-        };
+        let record = |r: &mut Recorder, minutes| record_minutes(r, t0, 5, minutes);
         record(&mut r, 0..60);
         let range = MinuteRange::covering(t0 + 10 * MINUTE_MS, t0 + 50 * MINUTE_MS);
         let open = stats.report(range, &Filter::default(), GroupBy::Route);
@@ -1337,15 +1341,7 @@ mod tests {
     #[test]
     fn packed_hours_answer_as_they_did_and_reopen_for_late_events() {
         let t0 = 1_764_000_000_000; // on the hour
-        let record = |r: &mut Recorder, minutes: std::ops::Range<i64>| {
-            for m in minutes {
-                for k in 0..3 {
-                    let status = if (m + k) % 11 == 0 { 500 } else { 200 };
-                    r.record(&event(t0 + m * MINUTE_MS + k, &format!("/r{k}"), status, Some((m * 53 % 2000) as f64)));
-                }
-            }
-            r.flush();
-        };
+        let record = |r: &mut Recorder, minutes| record_minutes(r, t0, 3, minutes);
         let fed = |minutes| {
             let stats = Arc::new(Stats::default());
             let mut r = Recorder::new(stats.clone());
