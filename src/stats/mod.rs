@@ -1024,8 +1024,7 @@ impl Recorder {
     }
 
     fn id_of(&mut self, route: &str, method: &str, status: u16, host: &str) -> u32 {
-        // The key's parts, joined by NULs: one byte at a time where a part is one or two bytes,
-        // which costs less than a copy call.
+        // The key's parts, joined by NULs.
         self.scratch.clear();
         self.scratch.extend_from_slice(route.as_bytes());
         self.scratch.push(0);
