@@ -2,6 +2,9 @@
 //! writing, and statistics (recording, and a day's query over 2,000 routes).
 //! Run: `cargo bench --bench stages`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use logwarden::demo::TrafficGenerator;
 use logwarden::event::{Event, Origin};
@@ -155,26 +158,23 @@ fn rules(c: &mut Criterion) {
     group.bench_function("1000_generated_events_unremembered", |b| {
         b.iter(|| evs.iter().map(|e| set.evaluate(e).score).sum::<u32>())
     });
-    // A real access log, with the repetition real traffic has.
-    let corpus = std::env::var_os("LOGWARDEN_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    match std::fs::read_to_string(corpus.join("logs/elastic-examples/apache_logs")) {
-        Ok(text) => {
-            let mut p = FileParser::new(FormatSpec::Fixed(Kind::Combined));
-            let real: Vec<Event> = text
-                .lines()
-                .filter_map(|line| {
-                    let mut ev = Event::default();
-                    p.parse(line, &mut ev).ok().map(|_| ev)
-                })
-                .collect();
-            group.throughput(Throughput::Bytes(request_bytes(&real) as u64));
-            group.bench_function(format!("{}_events_of_elastic_apache_logs", real.len()), |b| {
-                b.iter(|| real.iter().map(|e| detector.tags(e).score).sum::<u32>())
-            });
-        }
-        Err(e) => eprintln!("SKIP: rules over a real log: {}: {e} (set LOGWARDEN_CORPUS)", corpus.display()),
+    // A real access log, with the repetition real traffic has; the corpus is found as the tests
+    // find it (absent, the bench is skipped, except under CI=true).
+    if let Some(corpus) = common::corpus() {
+        let log = corpus.join("logs/elastic-examples/apache_logs");
+        let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let mut p = FileParser::new(FormatSpec::Fixed(Kind::Combined));
+        let real: Vec<Event> = text
+            .lines()
+            .filter_map(|line| {
+                let mut ev = Event::default();
+                p.parse(line, &mut ev).ok().map(|_| ev)
+            })
+            .collect();
+        group.throughput(Throughput::Bytes(request_bytes(&real) as u64));
+        group.bench_function(format!("{}_events_of_elastic_apache_logs", real.len()), |b| {
+            b.iter(|| real.iter().map(|e| detector.tags(e).score).sum::<u32>())
+        });
     }
     group.finish();
 }

@@ -546,14 +546,12 @@ impl RuleSet {
                     Some(Some(known)) if known.target == plan.target && *known.value == *value => {
                         scan.add(plan.target, &known.found);
                     }
-                    Some(slot) => {
+                    slot => {
                         let found = self.scan(plan, value, &mut scan);
                         scan.add(plan.target, &found);
-                        *slot = Some(Remembered { target: plan.target, value: value.into(), found });
-                    }
-                    None => {
-                        let found = self.scan(plan, value, &mut scan);
-                        scan.add(plan.target, &found);
+                        if let Some(slot) = slot {
+                            *slot = Some(Remembered { target: plan.target, value: value.into(), found });
+                        }
                     }
                 }
             }
