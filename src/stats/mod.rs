@@ -481,9 +481,9 @@ impl Slot {
 /// Minutes this far behind the newest are packed.
 const OPEN_MINUTES: i64 = 120;
 /// Hours this far behind the newest minute's hour are packed. An hour holds every key seen in
-/// it with its whole latency histogram, about a kilobyte per key as a map and a quarter of
-/// that packed: over ten days of ten million requests, 34 MB of maps became 8 MB. "The last
-/// 24 hours" still reads maps.
+/// it with its whole latency histogram (98 buckets on average over ten days of 10 M generated
+/// requests); packing the old ones took those statistics from 118 to 82 MB resident. "The
+/// last 24 hours" still reads maps.
 const OPEN_HOURS: i64 = 26;
 
 /// The published buckets: minutes, and hours rolled up from them.
