@@ -101,7 +101,9 @@ pub fn build() -> (Schema, Fields) {
     let flags = b.add_text_field("flags", keyword());
     let anomalies = b.add_text_field("anomalies", keyword() | FAST);
     let families = b.add_text_field("family", keyword() | FAST);
-    let fingerprint = b.add_text_field("fingerprint", keyword());
+    // Fast too, so that a hit's id is rebuilt from the fingerprint and the offset columns
+    // instead of being stored with every event (a column holds each file's fingerprint once).
+    let fingerprint = b.add_text_field("fingerprint", keyword() | FAST);
     // Offsets are only ever asked for as ranges within one file, which the fast field answers;
     // indexing them too would add a term per event.
     let offset = b.add_u64_field("offset", FAST);
@@ -148,14 +150,20 @@ pub fn build() -> (Schema, Fields) {
 
 impl Fields {
     /// The tantivy document of a redacted event. Taking `Redacted` is what keeps secrets out.
-    pub fn document(&self, r: &Redacted) -> TantivyDocument {
+    /// `ids_in_columns` says whether the partition has the fingerprint column from which a hit's
+    /// id is rebuilt (partitions made before it keep the id in `_source`).
+    pub fn document(&self, r: &Redacted, ids_in_columns: bool) -> TantivyDocument {
         let ev = r.event();
         let mut doc = TantivyDocument::default();
-        if let Some((fp, offset)) = ev.id.rsplit_once(':')
-            && let Ok(offset) = offset.parse::<u64>()
+        let mut id_in_columns = false;
+        if let Some((fp, digits)) = ev.id.rsplit_once(':')
+            && let Ok(offset) = digits.parse::<u64>()
         {
             doc.add_text(self.fingerprint, fp);
             doc.add_u64(self.offset, offset);
+            // Only when the columns give the id back as it is ("+7" or "07" would come back "7").
+            let canonical = digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
+            id_in_columns = ids_in_columns && canonical;
         }
         doc.add_i64(self.timestamp, ev.timestamp_ms);
         if let Some(s) = ev.status {
@@ -203,7 +211,8 @@ impl Fields {
                 }
             }
         }
-        doc.add_text(self.source_json, serde_json::to_string(&Stored::of(ev, &keywords)).unwrap_or_default());
+        let stored = Stored::of(ev, &keywords, !id_in_columns);
+        doc.add_text(self.source_json, serde_json::to_string(&stored).unwrap_or_default());
         doc
     }
 
@@ -239,7 +248,8 @@ impl Fields {
 /// kept once, in columns that hold each distinct value once, instead of once per event here.
 #[derive(serde::Serialize)]
 struct Stored<'a> {
-    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -273,10 +283,10 @@ struct Stored<'a> {
 }
 
 impl<'a> Stored<'a> {
-    /// `keywords` are `ev`'s [`keyword_values`].
-    fn of(ev: &'a Event, keywords: &[(&'static str, Option<&'a str>)]) -> Self {
+    /// `keywords` are `ev`'s [`keyword_values`]; `id` says whether the id is kept here.
+    fn of(ev: &'a Event, keywords: &[(&'static str, Option<&'a str>)], id: bool) -> Self {
         Stored {
-            id: &ev.id,
+            id: id.then_some(ev.id.as_str()),
             query: ev.query.as_deref(),
             upstream_ms: ev.upstream_ms,
             request_bytes: ev.request_bytes,
@@ -348,6 +358,9 @@ struct Columns {
     duration_ms: Option<Column<f64>>,
     bytes_sent: Option<Column<u64>>,
     anomaly_score: Option<Column<u64>>,
+    /// A hit's id is `{fingerprint}:{offset}`.
+    fingerprint: Option<StrColumn>,
+    offset: Option<Column<u64>>,
 }
 
 impl Columns {
@@ -364,6 +377,12 @@ impl Columns {
             duration_ms: fast.column_opt("duration_ms")?,
             bytes_sent: fast.column_opt("bytes_sent")?,
             anomaly_score: fast.column_opt("anomaly_score")?,
+            // Partitions made before the fingerprint column keep ids in `_source`.
+            fingerprint: match segment.schema().get_field("fingerprint") {
+                Ok(f) if segment.schema().get_field_entry(f).is_fast() => fast.str("fingerprint")?,
+                _ => None,
+            },
+            offset: fast.column_opt("offset")?,
         })
     }
 }
@@ -428,6 +447,17 @@ impl Hits<'_> {
             "anomaly_score",
             columns.anomaly_score.as_ref().and_then(|c| c.first(doc)).filter(|s| *s > 0).map(Value::from),
         );
+        if !hit.contains_key("id")
+            && let (Some(fingerprint), Some(offset)) = (&columns.fingerprint, &columns.offset)
+            && let (Some(ord), Some(offset)) = (fingerprint.term_ords(doc).next(), offset.first(doc))
+        {
+            let mut id = String::new();
+            if fingerprint.ord_to_str(ord, &mut id)? {
+                id.push(':');
+                id.push_str(&offset.to_string());
+                hit.insert("id".into(), Value::String(id));
+            }
+        }
         Ok(Value::Object(hit))
     }
 }
@@ -460,7 +490,7 @@ mod tests {
             severity: Some("HIGH".into()),
             ..Event::default()
         };
-        let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(ev));
+        let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(ev), true);
         let get =
             |name: &str| doc.get_first(schema.get_field(name).unwrap()).and_then(|v| v.as_str().map(str::to_string));
         assert_eq!(get("method").as_deref(), Some("GET"));
@@ -527,7 +557,7 @@ mod tests {
         let bare = Event { id: "fp:9".into(), timestamp_ms: -5, source: "stdin".into(), ..Event::default() };
         let events = vec![everything(0), everything(1), bare];
         for ev in &events {
-            writer.add_document(fields.document(&redactor.redact(ev.clone()))).expect("add");
+            writer.add_document(fields.document(&redactor.redact(ev.clone()), true)).expect("add");
         }
         writer.commit().expect("commit");
         let searcher = index.reader().expect("reader").searcher();
@@ -573,7 +603,7 @@ mod tests {
                 method: Some("GET".into()),
                 ..Event::default()
             };
-            writer.add_document(fields.document(&redactor.redact(ev))).expect("add");
+            writer.add_document(fields.document(&redactor.redact(ev), true)).expect("add");
         }
         writer.commit().expect("commit");
         let searcher = index.reader().expect("reader").searcher();
@@ -594,7 +624,7 @@ mod tests {
     #[test]
     fn the_stored_json_leaves_out_what_columns_hold() {
         let (_, fields) = build();
-        let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(everything(1)));
+        let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(everything(1)), true);
         let stored = doc.get_first(fields.source_json).and_then(|v| v.as_str().map(str::to_string)).expect("stored");
         let stored: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&stored).expect("json");
         for column in KEYWORD_FIELDS {
@@ -602,7 +632,17 @@ mod tests {
             assert_eq!(stored.contains_key(key), key == "path", "{key}: only the path is too long for its column");
         }
         for key in ["timestamp_ms", "status", "duration_ms", "bytes_sent", "anomaly_score", "raw", "id"] {
-            assert_eq!(stored.contains_key(key), key == "raw" || key == "id", "{key}");
+            assert_eq!(stored.contains_key(key), key == "raw", "{key}");
         }
+        // Where the partition has no fingerprint column, the id stays.
+        let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(everything(1)), false);
+        let stored = doc.get_first(fields.source_json).and_then(|v| v.as_str().map(str::to_string)).expect("stored");
+        assert!(stored.contains(r#""id":"fp:1""#), "{stored}");
+        // And where the columns would not give it back as it is.
+        let mut odd = everything(1);
+        odd.id = "fp:01".into();
+        let doc = fields.document(&Redactor::new(&[], Replacement::Fixed).redact(odd), true);
+        let stored = doc.get_first(fields.source_json).and_then(|v| v.as_str().map(str::to_string)).expect("stored");
+        assert!(stored.contains(r#""id":"fp:01""#), "{stored}");
     }
 }
