@@ -97,6 +97,8 @@ pub struct Catalog {
     dir: PathBuf,
     fields: Fields,
     schema: tantivy::schema::Schema,
+    /// What the query parser reads (see [`schema::for_queries`]).
+    query_schema: tantivy::schema::Schema,
     readers: RwLock<BTreeMap<String, IndexReader>>,
 }
 
@@ -105,7 +107,13 @@ impl Catalog {
     pub fn open(dir: &Path) -> Result<Arc<Self>, IndexError> {
         std::fs::create_dir_all(dir).map_err(|source| IndexError::Io { path: dir.to_path_buf(), source })?;
         let (schema, fields) = schema::build();
-        let catalog = Arc::new(Self { dir: dir.to_path_buf(), fields, schema, readers: RwLock::new(BTreeMap::new()) });
+        let catalog = Arc::new(Self {
+            dir: dir.to_path_buf(),
+            fields,
+            schema,
+            query_schema: schema::for_queries(),
+            readers: RwLock::new(BTreeMap::new()),
+        });
         for name in catalog.partition_names()? {
             catalog.refresh(&name)?;
         }
@@ -518,6 +526,8 @@ mod tests {
             timestamp_ms: ts,
             raw: format!("line {offset}"),
             status: Some(200),
+            duration_ms: Some(offset as f64),
+            bytes_sent: Some(offset),
             ..Event::default()
         };
         (origin, Redactor::new(&[], Replacement::Fixed).redact(ev))
@@ -583,6 +593,9 @@ mod tests {
         assert!(matches!(new.settings().docstore_compression, tantivy::store::Compressor::Zstd(_)));
         let hits = catalog.search(&SearchRequest { query: "\"line 10\"".into(), limit: 5, ..Default::default() });
         assert_eq!(hits.expect("phrase on raw").total, 1);
+        // Numbers it indexed are found by value as in partitions where they are only columns.
+        let count = |q: &str| catalog.search(&SearchRequest { query: q.into(), limit: 5, ..Default::default() });
+        assert_eq!(count("duration_ms:0 OR bytes_sent:10").expect("by value").total, 2);
         let phrase = SearchRequest { query: "user_agent:\"curl 8\"".into(), limit: 5, ..Default::default() };
         match catalog.search(&phrase) {
             Err(search::SearchError::Query(m)) => assert!(m.contains("user_agent") && m.contains("positions"), "{m}"),
@@ -631,6 +644,37 @@ mod tests {
         assert_eq!(ids(&catalog), ["f:0", "f:10", "f:20", "f:30"]);
         let (_, resume) = IndexStore::open(catalog, 0, 3650).expect("reopen");
         assert_eq!(resume["f"], 40);
+    }
+
+    #[test]
+    fn numbers_kept_only_as_columns_are_found_by_value_and_by_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = 1_764_000_000_000;
+        let catalog = Catalog::open(dir.path()).expect("catalog");
+        let (mut store, _) = IndexStore::open(catalog.clone(), 0, 3650).expect("open");
+        for offset in [0, 10, 20] {
+            let (o, e) = event(t + offset as i64, offset);
+            store.add(&o, &e).expect("add");
+        }
+        store.commit().expect("commit");
+        let partition = Index::open_in_dir(dir.path().join(partition_of(t))).expect("partition");
+        for name in schema::COLUMN_ONLY {
+            let entry = partition.schema().get_field_entry(partition.schema().get_field(name).expect("field")).clone();
+            assert!(entry.is_fast() && !entry.is_indexed(), "{name} is a column only");
+        }
+        let total = |q: &str| {
+            catalog.search(&SearchRequest { query: q.into(), limit: 5, ..Default::default() }).map(|r| r.total)
+        };
+        assert_eq!(total("duration_ms:10").expect("a duration"), 1);
+        assert_eq!(total("bytes_sent:20 OR duration_ms:0").expect("either"), 2);
+        assert_eq!(total("duration_ms:[5 TO 20]").expect("a range"), 2);
+        assert_eq!(total("status:200 -bytes_sent:10").expect("excluded"), 2);
+        assert_eq!(total(&format!("timestamp:{}", t + 20)).expect("a time"), 1);
+        match total("bytes_sent: IN [10 20]") {
+            Err(search::SearchError::Query(m)) => assert!(m.contains("a value or a range"), "{m}"),
+            other => panic!("a set over a column is refused, not left to find nothing: {other:?}"),
+        }
+        store.close().expect("close");
     }
 
     #[test]

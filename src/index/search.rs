@@ -5,12 +5,13 @@ use std::ops::Bound;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::Field;
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Order, Term};
 
 use super::Catalog;
-use super::schema::Hits;
+use super::schema::{COLUMN_ONLY, Hits};
 
 /// The most hits one request may return.
 pub const MAX_LIMIT: usize = 1000;
@@ -144,6 +145,43 @@ fn rewrite_cidr(query: &str) -> Result<String, SearchError> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Turns the parser's term queries on fields kept only as columns into ranges from the value to
+/// itself, which the column answers. Any other query that names such a field (a boosted term, a
+/// set) is refused rather than left to find nothing.
+fn terms_as_ranges(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, SearchError> {
+    if let Some(t) = query.downcast_ref::<TermQuery>() {
+        let term = t.term();
+        if columns.contains(&term.field()) {
+            return Ok(Box::new(RangeQuery::new(Bound::Included(term.clone()), Bound::Included(term.clone()))));
+        }
+        return Ok(query);
+    }
+    if let Some(b) = query.downcast_ref::<BooleanQuery>() {
+        let clauses = b
+            .clauses()
+            .iter()
+            .map(|(occur, q)| Ok((*occur, terms_as_ranges(q.box_clone(), columns)?)))
+            .collect::<Result<Vec<_>, SearchError>>()?;
+        return Ok(Box::new(BooleanQuery::with_minimum_required_clauses(clauses, b.get_minimum_number_should_match())));
+    }
+    if query.downcast_ref::<RangeQuery>().is_some() {
+        return Ok(query);
+    }
+    let mut named = None;
+    query.query_terms(&mut |term, _| {
+        if columns.contains(&term.field()) {
+            named = Some(term.field());
+        }
+    });
+    match named {
+        Some(_) => Err(SearchError::Query(format!(
+            "{} take a value or a range (`duration_ms:250`, `duration_ms:>1000`), not this form",
+            COLUMN_ONLY.join(", ")
+        ))),
+        None => Ok(query),
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -407,9 +445,11 @@ impl Catalog {
             Box::new(AllQuery)
         } else {
             let mut parser =
-                QueryParser::new(self.schema.clone(), self.fields.default_search(), TokenizerManager::default());
+                QueryParser::new(self.query_schema.clone(), self.fields.default_search(), TokenizerManager::default());
             parser.set_conjunction_by_default();
             let query = parser.parse_query(text).map_err(|e| SearchError::Query(e.to_string()))?;
+            let columns: Vec<Field> = COLUMN_ONLY.iter().filter_map(|n| self.schema.get_field(n).ok()).collect();
+            let query = terms_as_ranges(query, &columns)?;
             let mut by_id = false;
             query.query_terms(&mut |term, _| by_id |= term.field() == self.fields.id);
             if by_id {
