@@ -669,6 +669,11 @@ mod tests {
         assert_eq!(total("bytes_sent:20 OR duration_ms:0").expect("either"), 2);
         assert_eq!(total("duration_ms:[5 TO 20]").expect("a range"), 2);
         assert_eq!(total("status:200 -bytes_sent:10").expect("excluded"), 2);
+        // A negation alone in its group means everything else.
+        assert_eq!(total("status:200 AND NOT bytes_sent:10").expect("and not"), 2);
+        assert!(matches!(total("NOT bytes_sent:10"), Err(search::SearchError::Query(_))), "the parser's 400");
+        assert_eq!(total("status:200 AND (NOT duration_ms:0 AND NOT duration_ms:20)").expect("nested"), 1);
+        assert_eq!(total("duration_ms:0 OR NOT status:200").expect("or not"), 1);
         assert_eq!(total(&format!("timestamp:{}", t + 20)).expect("a time"), 1);
         match total("bytes_sent: IN [10 20]") {
             Err(search::SearchError::Query(m)) => assert!(m.contains("a value or a range"), "{m}"),

@@ -147,10 +147,13 @@ fn rewrite_cidr(query: &str) -> Result<String, SearchError> {
     Ok(out)
 }
 
-/// Turns the parser's term queries on fields kept only as columns into ranges from the value to
-/// itself, which the column answers. Any other query that names such a field (a boosted term, a
-/// set) is refused rather than left to find nothing.
-fn terms_as_ranges(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, SearchError> {
+/// Mends what the parser gives before it is run:
+/// - term queries on fields kept only as columns become ranges from the value to itself, which
+///   the column answers; any other query that names such a field (a boosted term, a set) is
+///   refused rather than left to find nothing;
+/// - a group of negations alone (`a AND NOT b` parses as `+a +(-b)`, and `NOT b` as `(-b)`) means
+///   everything but them, where tantivy would match nothing.
+fn rewrite(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, SearchError> {
     if let Some(t) = query.downcast_ref::<TermQuery>() {
         let term = t.term();
         if columns.contains(&term.field()) {
@@ -159,11 +162,14 @@ fn terms_as_ranges(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Q
         return Ok(query);
     }
     if let Some(b) = query.downcast_ref::<BooleanQuery>() {
-        let clauses = b
+        let mut clauses = b
             .clauses()
             .iter()
-            .map(|(occur, q)| Ok((*occur, terms_as_ranges(q.box_clone(), columns)?)))
+            .map(|(occur, q)| Ok((*occur, rewrite(q.box_clone(), columns)?)))
             .collect::<Result<Vec<_>, SearchError>>()?;
+        if clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
         return Ok(Box::new(BooleanQuery::with_minimum_required_clauses(clauses, b.get_minimum_number_should_match())));
     }
     if query.downcast_ref::<RangeQuery>().is_some() {
@@ -449,7 +455,7 @@ impl Catalog {
             parser.set_conjunction_by_default();
             let query = parser.parse_query(text).map_err(|e| SearchError::Query(e.to_string()))?;
             let columns: Vec<Field> = COLUMN_ONLY.iter().filter_map(|n| self.schema.get_field(n).ok()).collect();
-            let query = terms_as_ranges(query, &columns)?;
+            let query = rewrite(query, &columns)?;
             let mut by_id = false;
             query.query_terms(&mut |term, _| by_id |= term.field() == self.fields.id);
             if by_id {
