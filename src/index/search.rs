@@ -151,8 +151,8 @@ fn rewrite_cidr(query: &str) -> Result<String, SearchError> {
 /// - term queries on fields kept only as columns become ranges from the value to itself, which
 ///   the column answers; any other query that names such a field (a boosted term, a set) is
 ///   refused rather than left to find nothing;
-/// - a group of negations alone (`a AND NOT b` parses as `+a +(-b)`, and `NOT b` as `(-b)`) means
-///   everything but them, where tantivy would match nothing.
+/// - a group of negations alone inside a query (`a AND NOT b` parses as `+a +(-b)`) means
+///   everything but them, where tantivy would match nothing. (`NOT b` alone is the parser's 400.)
 fn rewrite(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, SearchError> {
     if let Some(t) = query.downcast_ref::<TermQuery>() {
         let term = t.term();
@@ -175,19 +175,15 @@ fn rewrite(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, S
     if query.downcast_ref::<RangeQuery>().is_some() {
         return Ok(query);
     }
-    let mut named = None;
-    query.query_terms(&mut |term, _| {
-        if columns.contains(&term.field()) {
-            named = Some(term.field());
-        }
-    });
-    match named {
-        Some(_) => Err(SearchError::Query(format!(
+    let mut names_a_column = false;
+    query.query_terms(&mut |term, _| names_a_column |= columns.contains(&term.field()));
+    if names_a_column {
+        return Err(SearchError::Query(format!(
             "{} take a value or a range (`duration_ms:250`, `duration_ms:>1000`), not this form",
             COLUMN_ONLY.join(", ")
-        ))),
-        None => Ok(query),
+        )));
     }
+    Ok(query)
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
