@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery};
 use tantivy::schema::Field;
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Order, Term};
@@ -152,7 +152,7 @@ fn rewrite_cidr(query: &str) -> Result<String, SearchError> {
 ///   the column answers; any other query that names such a field (a boosted term, a set) is
 ///   refused rather than left to find nothing;
 /// - a group of negations alone inside a query (`a AND NOT b` parses as `+a +(-b)`) means
-///   everything but them, where tantivy would match nothing. (`NOT b` alone is the parser's 400.)
+///   everything but them, where tantivy would match nothing.
 fn rewrite(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, SearchError> {
     if let Some(t) = query.downcast_ref::<TermQuery>() {
         let term = t.term();
@@ -449,7 +449,18 @@ impl Catalog {
             let mut parser =
                 QueryParser::new(self.query_schema.clone(), self.fields.default_search(), TokenizerManager::default());
             parser.set_conjunction_by_default();
-            let query = parser.parse_query(text).map_err(|e| SearchError::Query(e.to_string()))?;
+            let parsed = match parser.parse_query(text) {
+                // Only exclusions (`NOT b`, `-b`): everything but them, as inside a query.
+                Err(QueryParserError::AllButQueryForbidden) => parser.parse_query(&format!("* AND ({text})")),
+                other => other,
+            };
+            let query = parsed.map_err(|e| {
+                SearchError::Query(match e {
+                    // tantivy words this one as "Only excluding terms given".
+                    QueryParserError::ExpectedFloat(e) => format!("expected a number: {e}"),
+                    e => e.to_string(),
+                })
+            })?;
             let columns: Vec<Field> = COLUMN_ONLY.iter().filter_map(|n| self.schema.get_field(n).ok()).collect();
             let query = rewrite(query, &columns)?;
             let mut by_id = false;
