@@ -98,9 +98,13 @@ fn column_only(for_queries: bool) -> NumericOptions {
 /// terms on them into ranges.
 pub const COLUMN_ONLY: &[&str] = &["timestamp", "duration_ms", "bytes_sent"];
 
-/// Fields whose phrases are searched; the other text fields keep no word positions, since
-/// `raw` holds their words too.
+/// Fields that keep word positions, for phrases; the other text fields keep none, since `raw`
+/// holds their words too.
 const PHRASE_FIELDS: &[&str] = &["message", "raw"];
+
+/// Text fields without word positions whose text is part of the line, so that a phrase on them
+/// is also a phrase on `raw`: the search asks for both (see `search::rewrite`).
+pub const PHRASES_IN_RAW: &[&str] = &["user_agent", "referer", "query", "body"];
 
 pub fn build() -> (Schema, Fields) {
     layout(false)
@@ -136,7 +140,9 @@ fn layout(for_queries: bool) -> (Schema, Fields) {
     let texts = TEXT_FIELDS
         .iter()
         .map(|n| {
-            let record = if PHRASE_FIELDS.contains(n) {
+            // The query parser makes a phrase of a quoted or many-word value only on a field
+            // with positions; the search then answers it on the others (see `PHRASES_IN_RAW`).
+            let record = if PHRASE_FIELDS.contains(n) || for_queries {
                 IndexRecordOption::WithFreqsAndPositions
             } else {
                 IndexRecordOption::Basic

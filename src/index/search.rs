@@ -5,13 +5,15 @@ use std::ops::Bound;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery};
-use tantivy::schema::Field;
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, PhraseQuery, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Order, Term};
 
 use super::Catalog;
-use super::schema::{COLUMN_ONLY, Hits};
+use super::schema::{COLUMN_ONLY, Hits, PHRASES_IN_RAW, TEXT_FIELDS};
 
 /// The most hits one request may return.
 pub const MAX_LIMIT: usize = 1000;
@@ -147,25 +149,76 @@ fn rewrite_cidr(query: &str) -> Result<String, SearchError> {
     Ok(out)
 }
 
+/// What [`rewrite`] needs to know of the fields.
+struct Mend {
+    /// Numbers kept only as columns ([`COLUMN_ONLY`]).
+    columns: Vec<Field>,
+    /// Text fields that keep no word positions, and their names.
+    wordy: Vec<(Field, &'static str)>,
+    /// Of those, the ones whose text is part of the line ([`PHRASES_IN_RAW`]).
+    in_raw: Vec<Field>,
+    raw: Field,
+}
+
+impl Mend {
+    fn new(schema: &tantivy::schema::Schema) -> Mend {
+        let field = |n: &&'static str| schema.get_field(n).ok();
+        let wordy = TEXT_FIELDS
+            .iter()
+            .filter_map(|n| Some((field(n)?, *n)))
+            .filter(|(f, _)| {
+                let record = schema.get_field_entry(*f).field_type().get_index_record_option();
+                record.is_some_and(|r| !r.has_positions())
+            })
+            .collect();
+        Mend {
+            columns: COLUMN_ONLY.iter().filter_map(field).collect(),
+            wordy,
+            in_raw: PHRASES_IN_RAW.iter().filter_map(field).collect(),
+            raw: schema.get_field("raw").expect("every schema has `raw`"),
+        }
+    }
+}
+
 /// Mends what the parser gives before it is run:
 /// - term queries on fields kept only as columns become ranges from the value to itself, which
 ///   the column answers; any other query that names such a field (a boosted term, a set) is
 ///   refused rather than left to find nothing;
+/// - a phrase on a text field without word positions (`user_agent:"Intel Mac"`, or a value of
+///   several words such as `user_agent:curl/8.5.0`) asks for each of its words in the field,
+///   and, for a field whose text is part of the line, for the phrase on `raw` (so the phrase
+///   may stand elsewhere in a line whose field holds its words apart: rare, and the price of
+///   not keeping those positions twice); a phrase prefix there is refused;
 /// - a group of negations alone inside a query (`a AND NOT b` parses as `+a +(-b)`) means
 ///   everything but them, where tantivy would match nothing.
-fn rewrite(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, SearchError> {
+fn rewrite(query: Box<dyn Query>, m: &Mend) -> Result<Box<dyn Query>, SearchError> {
     if let Some(t) = query.downcast_ref::<TermQuery>() {
         let term = t.term();
-        if columns.contains(&term.field()) {
+        if m.columns.contains(&term.field()) {
             return Ok(Box::new(RangeQuery::new(Bound::Included(term.clone()), Bound::Included(term.clone()))));
         }
         return Ok(query);
+    }
+    if let Some(p) = query.downcast_ref::<PhraseQuery>()
+        && m.wordy.iter().any(|(f, _)| *f == p.field())
+    {
+        let terms = p.phrase_terms();
+        let word = |t: &Term| Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)) as Box<dyn Query>;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms.iter().map(|t| (Occur::Must, word(t))).collect();
+        // tantivy gives no reader for the slop; a phrase with one (`"a b"~2`) is answered by
+        // its words alone, which find at least what it would.
+        let exact = format!("{p:?}").ends_with("slop: 0 }");
+        if exact && m.in_raw.contains(&p.field()) {
+            let on_raw = terms.iter().map(|t| Term::from_field_text(m.raw, t.value().as_str().unwrap_or_default()));
+            clauses.push((Occur::Must, Box::new(PhraseQuery::new(on_raw.collect()))));
+        }
+        return Ok(Box::new(BooleanQuery::new(clauses)));
     }
     if let Some(b) = query.downcast_ref::<BooleanQuery>() {
         let mut clauses = b
             .clauses()
             .iter()
-            .map(|(occur, q)| Ok((*occur, rewrite(q.box_clone(), columns)?)))
+            .map(|(occur, q)| Ok((*occur, rewrite(q.box_clone(), m)?)))
             .collect::<Result<Vec<_>, SearchError>>()?;
         if clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
             clauses.push((Occur::Must, Box::new(AllQuery)));
@@ -175,12 +228,22 @@ fn rewrite(query: Box<dyn Query>, columns: &[Field]) -> Result<Box<dyn Query>, S
     if query.downcast_ref::<RangeQuery>().is_some() {
         return Ok(query);
     }
-    let mut names_a_column = false;
-    query.query_terms(&mut |term, _| names_a_column |= columns.contains(&term.field()));
+    let (mut names_a_column, mut positions_on) = (false, None);
+    query.query_terms(&mut |term, positions| {
+        names_a_column |= m.columns.contains(&term.field());
+        if positions {
+            positions_on = positions_on.or(m.wordy.iter().find(|(f, _)| *f == term.field()).map(|(_, n)| *n));
+        }
+    });
     if names_a_column {
         return Err(SearchError::Query(format!(
             "{} take a value or a range (`duration_ms:250`, `duration_ms:>1000`), not this form",
             COLUMN_ONLY.join(", ")
+        )));
+    }
+    if let Some(name) = positions_on {
+        return Err(SearchError::Query(format!(
+            "`{name}` keeps no word positions: search it by words or a phrase, or search `raw` for this form"
         )));
     }
     Ok(query)
@@ -461,8 +524,7 @@ impl Catalog {
                     e => e.to_string(),
                 })
             })?;
-            let columns: Vec<Field> = COLUMN_ONLY.iter().filter_map(|n| self.schema.get_field(n).ok()).collect();
-            let query = rewrite(query, &columns)?;
+            let query = rewrite(query, &Mend::new(&self.schema))?;
             let mut by_id = false;
             query.query_terms(&mut |term, _| by_id |= term.field() == self.fields.id);
             if by_id {
