@@ -113,6 +113,8 @@ fn main() {
         ("status:503", (from, from + 3_600_000)),
         ("duration_ms:>1000", (from, from + 3_600_000)),
         ("shoes", (from, from + 3_600_000)),
+        // Read through the raw line's phrase and the user-agent column.
+        ("user_agent:\"Intel Mac\"", (from, from + 3_600_000)),
         ("passwd", week),
     ] {
         let req = SearchRequest {
@@ -125,7 +127,7 @@ fn main() {
         let mut hits = 0;
         let (p50, p99) = percentiles(timed(runs, || hits = catalog.search(&req).expect("search").total));
         let hours = (to - from) / 3_600_000;
-        println!("search {query:<18} {hours:>3} h of {total}: {hits:>7} matches   p50 {p50:.2} ms  p99 {p99:.2} ms");
+        println!("search {query:<24} {hours:>3} h of {total}: {hits:>7} matches   p50 {p50:.2} ms  p99 {p99:.2} ms");
     }
 
     // Statistics as a restart rebuilds them from the index; "the last 24 hours" of day 4.

@@ -4,6 +4,7 @@
 //! Retention drops whole days. Positions of the files being read are saved in the payload of
 //! every commit (see `checkpoint`), so a restart resumes exactly where the index ends.
 
+pub mod agent;
 pub mod checkpoint;
 pub mod schema;
 pub mod search;
@@ -691,10 +692,11 @@ mod tests {
         store.close().expect("close");
     }
 
-    /// `user_agent`, `referer` and `query` keep no word positions, yet a phrase on them (or a
-    /// value of several words) finds the events whose field holds it, and only those.
+    /// `user_agent`, `referer` and `query` keep no word positions (`user_agent` not even its
+    /// words), yet a word or a phrase on them (or a value of several words) finds the events
+    /// whose field holds it; on `user_agent`, only those, wherever else the line has it.
     #[test]
-    fn phrases_on_fields_without_positions_are_found() {
+    fn words_and_phrases_on_fields_without_positions_are_found() {
         let dir = tempfile::tempdir().expect("tempdir");
         let catalog = Catalog::open(dir.path()).expect("catalog");
         let (mut store, _) = IndexStore::open(catalog.clone(), 0, 3650).expect("open");
@@ -703,6 +705,8 @@ mod tests {
             // The same words in another order.
             r#"203.0.113.2 - - [24/Nov/2025:16:00:01 +0000] "GET /x HTTP/1.1" 200 5 "-" "Mozilla/5.0 (Mac; Intel) curl/8.5.0""#,
             r#"203.0.113.3 - - [24/Nov/2025:16:00:02 +0000] "GET /b?q=shoes+red HTTP/1.1" 200 5 "https://example.shop/sale" "curl/8.6.0""#,
+            // The phrase and the word elsewhere in the line, the words apart in the user agent.
+            r#"203.0.113.4 - - [24/Nov/2025:16:00:03 +0000] "GET /intel/mac/safari HTTP/1.1" 200 5 "-" "Mozilla/5.0 (Mac; Intel)""#,
         ];
         let mut parser = crate::parse::FileParser::new(crate::parse::FormatSpec::Fixed(crate::parse::Kind::Combined));
         for (i, line) in lines.iter().enumerate() {
@@ -725,22 +729,26 @@ mod tests {
             ips.join(" ")
         };
         assert_eq!(found(r#"user_agent:"Intel Mac""#), "1");
-        assert_eq!(found(r#"user_agent:"Mac Intel""#), "2");
+        assert_eq!(found(r#"user_agent:"Mac Intel""#), "2 4");
         // A slop is answered by the words alone.
-        assert_eq!(found(r#"user_agent:"Intel Mac"~2"#), "1 2");
+        assert_eq!(found(r#"user_agent:"Intel Mac"~2"#), "1 2 4");
         assert_eq!(found("user_agent:curl/8.5.0"), "2");
+        assert_eq!(found("user_agent:safari"), "1");
+        assert_eq!(found("user_agent:curl AND NOT user_agent:mozilla"), "3");
+        assert_eq!(found("safari"), "1 4");
+        assert_eq!(found("user_agent:safari OR client_ip:203.0.113.2"), "1 2");
         assert_eq!(found(r#"referer:"shop example""#), "1");
         assert_eq!(found(r#"referer:"example shop""#), "3");
         assert_eq!(found(r#"query:"red shoes""#), "1");
-        assert_eq!(found(r#"raw:"Intel Mac""#), "1");
-        match catalog.search(&SearchRequest {
-            query: r#"user_agent:"Intel Ma"*"#.into(),
-            limit: 5,
-            ..Default::default()
-        }) {
-            Err(search::SearchError::Query(m)) => assert!(m.contains("`user_agent` keeps no word positions"), "{m}"),
-            other => panic!("a phrase prefix needs positions: {other:?}"),
-        }
+        assert_eq!(found(r#"raw:"Intel Mac""#), "1 4");
+        let refused = |q: &str| match catalog.search(&SearchRequest { query: q.into(), limit: 5, ..Default::default() })
+        {
+            Err(search::SearchError::Query(m)) => m,
+            other => panic!("{q} is refused: {other:?}"),
+        };
+        assert!(refused(r#"referer:"shop exa"*"#).contains("`referer` keeps no word positions"));
+        assert!(refused(r#"user_agent:"Intel Ma"*"#).contains("`user_agent` takes words or a phrase"));
+        assert!(refused("user_agent:[a TO c]").contains("`user_agent` takes words or a phrase"));
         store.close().expect("close");
     }
 

@@ -104,7 +104,7 @@ const PHRASE_FIELDS: &[&str] = &["message", "raw"];
 
 /// Text fields without word positions whose text is part of the line, so that a phrase on them
 /// is also a phrase on `raw`: the search asks for both (see `search::rewrite`).
-pub const PHRASES_IN_RAW: &[&str] = &["user_agent", "referer", "query", "body"];
+pub const PHRASES_IN_RAW: &[&str] = &["referer", "query", "body"];
 
 pub fn build() -> (Schema, Fields) {
     layout(false)
@@ -226,7 +226,9 @@ impl Fields {
         let texts = [
             ("message", ev.message.as_deref()),
             ("raw", Some(ev.raw.as_str())),
-            ("user_agent", ev.user_agent.as_deref()),
+            // Its words are in `raw`, and the whole of it in the `ua` column: a search reads
+            // them there (see `agent`).
+            ("user_agent", None),
             ("referer", ev.referer.as_deref()),
             ("query", ev.query.as_deref()),
             ("body", ev.body.as_deref()),

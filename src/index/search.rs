@@ -13,6 +13,7 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Order, Term};
 
 use super::Catalog;
+use super::agent::UserAgentQuery;
 use super::schema::{COLUMN_ONLY, Hits, PHRASES_IN_RAW, TEXT_FIELDS};
 
 /// The most hits one request may return.
@@ -158,6 +159,8 @@ struct Mend {
     /// Of those, the ones whose text is part of the line ([`PHRASES_IN_RAW`]).
     in_raw: Vec<Field>,
     raw: Field,
+    /// Searched through `raw` and the `ua` column (see [`UserAgentQuery`]).
+    user_agent: Field,
 }
 
 impl Mend {
@@ -176,6 +179,7 @@ impl Mend {
             wordy,
             in_raw: PHRASES_IN_RAW.iter().filter_map(field).collect(),
             raw: schema.get_field("raw").expect("every schema has `raw`"),
+            user_agent: schema.get_field("user_agent").expect("every schema has `user_agent`"),
         }
     }
 }
@@ -184,7 +188,9 @@ impl Mend {
 /// - term queries on fields kept only as columns become ranges from the value to itself, which
 ///   the column answers; any other query that names such a field (a boosted term, a set) is
 ///   refused rather than left to find nothing;
-/// - a phrase on a text field without word positions (`user_agent:"Intel Mac"`, or a value of
+/// - words and phrases on `user_agent` are looked for in the raw line, then in the `ua`
+///   column (see [`UserAgentQuery`]); other forms on it are refused;
+/// - a phrase on another text field without word positions (`user_agent:"Intel Mac"`, or a value of
 ///   several words such as `user_agent:curl/8.5.0`) asks for each of its words in the field,
 ///   and, for a field whose text is part of the line, for the phrase on `raw` (so the phrase
 ///   may stand elsewhere in a line whose field holds its words apart: rare, and the price of
@@ -194,6 +200,11 @@ impl Mend {
 fn rewrite(query: Box<dyn Query>, m: &Mend) -> Result<Box<dyn Query>, SearchError> {
     if let Some(t) = query.downcast_ref::<TermQuery>() {
         let term = t.term();
+        if term.field() == m.user_agent {
+            let word = term.value().as_str().unwrap_or_default().to_string();
+            let on_raw = TermQuery::new(Term::from_field_text(m.raw, &word), IndexRecordOption::Basic);
+            return Ok(Box::new(UserAgentQuery::new(Box::new(on_raw), vec![word], true)));
+        }
         if m.columns.contains(&term.field()) {
             return Ok(Box::new(RangeQuery::new(Bound::Included(term.clone()), Bound::Included(term.clone()))));
         }
@@ -204,13 +215,23 @@ fn rewrite(query: Box<dyn Query>, m: &Mend) -> Result<Box<dyn Query>, SearchErro
     {
         let terms = p.phrase_terms();
         let word = |t: &Term| Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)) as Box<dyn Query>;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms.iter().map(|t| (Occur::Must, word(t))).collect();
         // tantivy gives no reader for the slop; a phrase with one (`"a b"~2`) is answered by
         // its words alone, which find at least what it would.
         let exact = format!("{p:?}").ends_with("slop: 0 }");
+        let on_raw: Vec<Term> =
+            terms.iter().map(|t| Term::from_field_text(m.raw, t.value().as_str().unwrap_or_default())).collect();
+        if p.field() == m.user_agent {
+            let words = terms.iter().map(|t| t.value().as_str().unwrap_or_default().to_string()).collect();
+            let candidates: Box<dyn Query> = if exact {
+                Box::new(PhraseQuery::new(on_raw))
+            } else {
+                Box::new(BooleanQuery::new(on_raw.iter().map(|t| (Occur::Must, word(t))).collect()))
+            };
+            return Ok(Box::new(UserAgentQuery::new(candidates, words, exact)));
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = terms.iter().map(|t| (Occur::Must, word(t))).collect();
         if exact && m.in_raw.contains(&p.field()) {
-            let on_raw = terms.iter().map(|t| Term::from_field_text(m.raw, t.value().as_str().unwrap_or_default()));
-            clauses.push((Occur::Must, Box::new(PhraseQuery::new(on_raw.collect()))));
+            clauses.push((Occur::Must, Box::new(PhraseQuery::new(on_raw))));
         }
         return Ok(Box::new(BooleanQuery::new(clauses)));
     }
@@ -225,12 +246,20 @@ fn rewrite(query: Box<dyn Query>, m: &Mend) -> Result<Box<dyn Query>, SearchErro
         }
         return Ok(Box::new(BooleanQuery::with_minimum_required_clauses(clauses, b.get_minimum_number_should_match())));
     }
-    if query.downcast_ref::<RangeQuery>().is_some() {
-        return Ok(query);
+    let on_user_agent = || {
+        SearchError::Query(
+            "`user_agent` takes words or a phrase (`user_agent:curl`, `user_agent:\"Intel Mac\"`); \
+             `ua:\"...\"` matches the whole user agent"
+                .into(),
+        )
+    };
+    if let Some(r) = query.downcast_ref::<RangeQuery>() {
+        return if r.field() == m.user_agent { Err(on_user_agent()) } else { Ok(query) };
     }
-    let (mut names_a_column, mut positions_on) = (false, None);
+    let (mut names_a_column, mut positions_on, mut names_user_agent) = (false, None, false);
     query.query_terms(&mut |term, positions| {
         names_a_column |= m.columns.contains(&term.field());
+        names_user_agent |= term.field() == m.user_agent;
         if positions {
             positions_on = positions_on.or(m.wordy.iter().find(|(f, _)| *f == term.field()).map(|(_, n)| *n));
         }
@@ -240,6 +269,9 @@ fn rewrite(query: Box<dyn Query>, m: &Mend) -> Result<Box<dyn Query>, SearchErro
             "{} take a value or a range (`duration_ms:250`, `duration_ms:>1000`), not this form",
             COLUMN_ONLY.join(", ")
         )));
+    }
+    if names_user_agent {
+        return Err(on_user_agent());
     }
     if let Some(name) = positions_on {
         return Err(SearchError::Query(format!(
