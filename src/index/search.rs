@@ -190,11 +190,11 @@ impl Mend {
 ///   refused rather than left to find nothing;
 /// - words and phrases on `user_agent` are looked for in the raw line, then in the `ua`
 ///   column (see [`UserAgentQuery`]); other forms on it are refused;
-/// - a phrase on another text field without word positions (`user_agent:"Intel Mac"`, or a value of
-///   several words such as `user_agent:curl/8.5.0`) asks for each of its words in the field,
-///   and, for a field whose text is part of the line, for the phrase on `raw` (so the phrase
-///   may stand elsewhere in a line whose field holds its words apart: rare, and the price of
-///   not keeping those positions twice); a phrase prefix there is refused;
+/// - a phrase on another text field without word positions (`referer:"shop example"`, or a
+///   value of several words such as `referer:shop.example`) asks for each of its words in the
+///   field, and, for a field whose text is part of the line, for the phrase on `raw` (so the
+///   phrase may stand elsewhere in a line whose field holds its words apart: rare, and the
+///   price of not keeping those positions twice); a phrase prefix there is refused;
 /// - a group of negations alone inside a query (`a AND NOT b` parses as `+a +(-b)`) means
 ///   everything but them, where tantivy would match nothing.
 fn rewrite(query: Box<dyn Query>, m: &Mend) -> Result<Box<dyn Query>, SearchError> {
