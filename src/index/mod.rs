@@ -707,6 +707,7 @@ mod tests {
             r#"203.0.113.3 - - [24/Nov/2025:16:00:02 +0000] "GET /b?q=shoes+red HTTP/1.1" 200 5 "https://example.shop/sale" "curl/8.6.0""#,
             // The phrase and the word elsewhere in the line, the words apart in the user agent.
             r#"203.0.113.4 - - [24/Nov/2025:16:00:03 +0000] "GET /intel/mac/safari HTTP/1.1" 200 5 "-" "Mozilla/5.0 (Mac; Intel)""#,
+            r#"203.0.113.5 - - [24/Nov/2025:16:00:04 +0000] "GET /curl HTTP/1.1" 200 5 "-" "-""#,
         ];
         let mut parser = crate::parse::FileParser::new(crate::parse::FormatSpec::Fixed(crate::parse::Kind::Combined));
         for (i, line) in lines.iter().enumerate() {
@@ -737,6 +738,8 @@ mod tests {
         assert_eq!(found("user_agent:curl AND NOT user_agent:mozilla"), "3");
         assert_eq!(found("safari"), "1 4");
         assert_eq!(found("user_agent:safari OR client_ip:203.0.113.2"), "1 2");
+        assert_eq!(found("user_agent:*"), "1 2 3 4");
+        assert_eq!(found("NOT user_agent:*"), "5");
         assert_eq!(found(r#"referer:"shop example""#), "1");
         assert_eq!(found(r#"referer:"example shop""#), "3");
         assert_eq!(found(r#"query:"red shoes""#), "1");

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, PhraseQuery, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, ExistsQuery, Occur, PhraseQuery, Query, QueryParser, QueryParserError, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TokenizerManager;
@@ -189,7 +190,8 @@ impl Mend {
 ///   the column answers; any other query that names such a field (a boosted term, a set) is
 ///   refused rather than left to find nothing;
 /// - words and phrases on `user_agent` are looked for in the raw line, then in the `ua`
-///   column (see [`UserAgentQuery`]); other forms on it are refused;
+///   column (see [`UserAgentQuery`]); `user_agent:*` is `ua:*`, the events with a user
+///   agent; other forms on it are refused;
 /// - a phrase on another text field without word positions (`referer:"shop example"`, or a
 ///   value of several words such as `referer:shop.example`) asks for each of its words in the
 ///   field, and, for a field whose text is part of the line, for the phrase on `raw` (so the
@@ -255,6 +257,12 @@ fn rewrite(query: Box<dyn Query>, m: &Mend) -> Result<Box<dyn Query>, SearchErro
     };
     if let Some(r) = query.downcast_ref::<RangeQuery>() {
         return if r.field() == m.user_agent { Err(on_user_agent()) } else { Ok(query) };
+    }
+    // tantivy gives no reader for the field either; its `Debug` names it.
+    if let Some(e) = query.downcast_ref::<ExistsQuery>()
+        && format!("{e:?}").contains("field_name: \"user_agent\"")
+    {
+        return Ok(Box::new(ExistsQuery::new("ua".into(), false)));
     }
     let (mut names_a_column, mut positions_on, mut names_user_agent) = (false, None, false);
     query.query_terms(&mut |term, positions| {
