@@ -980,10 +980,39 @@ const RECENT_KEYS: usize = 1024;
 struct Recent {
     key: Key,
     id: u32,
-    /// The minute of the series at `pending[at]`, valid while `flushes` is the recorder's.
+    /// The minute of the series at `at` in `Pending`, valid while `flushes` is its own.
     minute: i64,
     at: usize,
     flushes: u64,
+}
+
+/// The series recorded since the last flush, by minute and key id, in the order they were
+/// first recorded; `at` finds them (numbers of our own: FxHash is safe).
+#[derive(Default)]
+struct Pending {
+    series: Vec<((i64, u32), Series)>,
+    at: FxHashMap<(i64, u32), usize>,
+    /// Flushes so far: a `Recent` entry's position is good only within its flush.
+    flushes: u64,
+}
+
+impl Pending {
+    /// Where the series of key `id` in `minute` is, made empty when there is none.
+    fn slot(&mut self, minute: i64, id: u32) -> usize {
+        let series = &mut self.series;
+        *self.at.entry((minute, id)).or_insert_with(|| {
+            series.push(((minute, id), Series::default()));
+            series.len() - 1
+        })
+    }
+
+    /// Takes every series, in the order they were first recorded; positions given out before
+    /// are void from then on.
+    fn take(&mut self) -> std::vec::Drain<'_, ((i64, u32), Series)> {
+        self.at.clear();
+        self.flushes += 1;
+        self.series.drain(..)
+    }
 }
 
 /// `a == b`, without calling `memcmp` for two empty strings (a log without hosts gives every
@@ -1000,19 +1029,14 @@ pub struct Recorder {
     /// Key ids by the key's parts as bytes. Routes and hosts come from requests, so an
     /// attacker could pick them to collide: this map keeps the standard (keyed) hasher.
     ids: HashMap<Vec<u8>, u32>,
-    /// Recent keys in a direct-mapped table by FxHash, in front of `ids` and `pending_at`:
+    /// Recent keys in a direct-mapped table by FxHash, in front of `ids` and `Pending::at`:
     /// most requests repeat a recent key in the same minute, and find both its id and its
     /// pending series here, without building the key's bytes or hashing twice. A collision
     /// here costs only a look in `ids`, so a chosen one gains an attacker nothing.
     recent: Vec<Option<Recent>>,
     new_keys: Vec<Key>,
     next_id: u32,
-    /// The series recorded since the last flush, by minute and key id, in the order they
-    /// were first recorded; `pending_at` finds them (numbers of our own: FxHash is safe).
-    pending: Vec<((i64, u32), Series)>,
-    pending_at: FxHashMap<(i64, u32), usize>,
-    /// Flushes so far: a `Recent` entry's pending position is good only within its flush.
-    flushes: u64,
+    pending: Pending,
     scratch: Vec<u8>,
     slow_log: SlowLog,
 }
@@ -1026,9 +1050,7 @@ impl Recorder {
             recent: Vec::new(),
             new_keys: Vec::new(),
             next_id: 0,
-            pending: Vec::new(),
-            pending_at: FxHashMap::default(),
-            flushes: 0,
+            pending: Pending::default(),
             scratch: Vec::new(),
             slow_log: SlowLog { last: None, suppressed: 0 },
         }
@@ -1069,15 +1091,6 @@ impl Recorder {
         id
     }
 
-    /// The pending series of key `id` in `minute`, made empty when there is none.
-    fn pending_series(&mut self, minute: i64, id: u32) -> usize {
-        let pending = &mut self.pending;
-        *self.pending_at.entry((minute, id)).or_insert_with(|| {
-            pending.push(((minute, id), Series::default()));
-            pending.len() - 1
-        })
-    }
-
     /// Records one event about to be indexed. Events with neither a route, a status nor a
     /// duration (unparsed lines, application logs) are not requests and are left out; a
     /// request without a request line (`"-"`, a timeout) has the route `-`.
@@ -1092,13 +1105,13 @@ impl Recorder {
         let at = self.recent_series(route, method, status, host, minute);
         let us = ev.duration_ms.and_then(micros);
         let slow_us = self.thresholds.slow_us(route);
-        if self.pending[at].1.record(status, us, slow_us, self.thresholds.apdex_us) {
+        if self.pending.series[at].1.record(status, us, slow_us, self.thresholds.apdex_us) {
             self.slow_log.note(route, us.unwrap_or(0), slow_us);
         }
     }
 
     /// Where in `pending` the series of this key and minute is: from the recent table when
-    /// it holds them, else from `ids` and `pending_at`, and then remembered there.
+    /// it holds them, else from `ids` and `Pending::at`, and then remembered there.
     fn recent_series(&mut self, route: &str, method: &str, status: u16, host: &str, minute: i64) -> usize {
         if self.recent.is_empty() {
             self.recent.resize_with(RECENT_KEYS, || None);
@@ -1112,31 +1125,28 @@ impl Recorder {
             && same(&r.key.method, method)
             && same(&r.key.host, host)
         {
-            if r.minute != minute || r.flushes != self.flushes {
-                let id = r.id;
-                let at = self.pending_series(minute, id);
-                let r = self.recent[slot].as_mut().expect("matched above");
-                (r.minute, r.at, r.flushes) = (minute, at, self.flushes);
+            if r.minute != minute || r.flushes != self.pending.flushes {
+                (r.minute, r.at, r.flushes) = (minute, self.pending.slot(minute, r.id), self.pending.flushes);
             }
-            return self.recent[slot].as_ref().expect("matched above").at;
+            return r.at;
         }
         let id = self.id_of(route, method, status, host);
-        let at = self.pending_series(minute, id);
+        let at = self.pending.slot(minute, id);
         let key = Key { route: route.into(), method: method.into(), status, host: host.into() };
-        self.recent[slot] = Some(Recent { key, id, minute, at, flushes: self.flushes });
+        self.recent[slot] = Some(Recent { key, id, minute, at, flushes: self.pending.flushes });
         at
     }
 
     /// Adds a series computed elsewhere (the rebuild from the index).
     pub fn absorb(&mut self, minute: i64, key: &Key, series: &Series) {
         let id = self.id_of(&key.route, &key.method, key.status, &key.host);
-        let at = self.pending_series(minute, id);
-        self.pending[at].1.merge(series);
+        let at = self.pending.slot(minute, id);
+        self.pending.series[at].1.merge(series);
     }
 
     /// Publishes what was recorded since the last flush: call after the commit that holds it.
     pub fn flush(&mut self) {
-        if self.pending.is_empty() {
+        if self.pending.series.is_empty() {
             return;
         }
         let mut b = self.stats.buckets.write().expect("stats lock");
@@ -1145,9 +1155,7 @@ impl Recorder {
         let version = b.version;
         let mut marked = None;
         let now = crate::index::now_ms().div_euclid(MINUTE_MS);
-        self.pending_at.clear();
-        self.flushes += 1;
-        for ((minute, id), s) in self.pending.drain(..) {
+        for ((minute, id), s) in self.pending.take() {
             let hour = minute.div_euclid(60);
             // Pending series are nearly all of one hour: mark each hour once, not per series.
             if marked != Some(hour) {
