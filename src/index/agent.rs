@@ -118,8 +118,12 @@ impl UserAgentScorer {
     }
 }
 
-/// Whether `text`, split into words by `analyzer`, holds `words` (in a row when asked).
+/// Whether `text`, split into words by `analyzer`, holds `words` (in a row when asked). No words
+/// are held by any text.
 fn has_words(analyzer: &mut TextAnalyzer, text: &str, words: &[String], in_a_row: bool) -> bool {
+    if words.is_empty() {
+        return true;
+    }
     let mut tokens = Vec::new();
     let mut stream = analyzer.token_stream(text);
     while let Some(t) = stream.next() {
@@ -155,5 +159,24 @@ impl DocSet for UserAgentScorer {
 impl Scorer for UserAgentScorer {
     fn score(&mut self) -> Score {
         self.candidates.score()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_matched_as_the_index_splits_them() {
+        let mut analyzer = TokenizerManager::default().get("default").expect("default tokenizer");
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ua = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1)";
+        assert!(has_words(&mut analyzer, ua, &words(&["intel", "mac"]), true));
+        assert!(!has_words(&mut analyzer, ua, &words(&["mac", "intel"]), true));
+        assert!(has_words(&mut analyzer, ua, &words(&["mac", "intel"]), false));
+        assert!(!has_words(&mut analyzer, ua, &words(&["linux"]), false));
+        // Not a word but part of one: words are whole.
+        assert!(!has_words(&mut analyzer, ua, &words(&["macin"]), true));
+        assert!(has_words(&mut analyzer, ua, &[], true));
     }
 }
