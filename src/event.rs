@@ -94,6 +94,12 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     pub raw: String,
+    /// Where the line's own timestamp sits in `raw` (a byte range), when the parser read it
+    /// from there. The index leaves those words out of `raw`: the time is searched as a range,
+    /// and the words of every hour, minute and second took 7 % of the index. Not serialised:
+    /// an event read back has none, and is indexed whole.
+    #[serde(skip)]
+    pub time_in_raw: Option<(u32, u32)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parse_error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -154,7 +154,11 @@ impl Redactor {
                 self.scrub_in_place(value);
             }
         }
-        self.scrub_in_place(&mut ev.raw);
+        if let Some(clean) = self.scrub(&ev.raw) {
+            ev.raw = clean;
+            // The timestamp may have moved: the whole line is indexed.
+            ev.time_in_raw = None;
+        }
         Redacted(ev)
     }
 

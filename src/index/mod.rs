@@ -692,6 +692,57 @@ mod tests {
         store.close().expect("close");
     }
 
+    /// The words of a line's own timestamp are not indexed (the time is searched as a range),
+    /// the rest of the line is, and a line the redactor changed is indexed whole.
+    #[test]
+    fn a_line_is_searched_without_its_timestamp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open(dir.path()).expect("catalog");
+        let (mut store, _) = IndexStore::open(catalog.clone(), 0, 3650).expect("open");
+        let lines = [
+            r#"203.0.113.1 - - [24/Nov/2025:16:07:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
+            // Relayed by syslog, whose own header stays words.
+            r#"Nov 24 16:09:01 web-1 nginx[2869]: 203.0.113.2 - - [24/Nov/2025:16:07:01 +0000] "GET /b HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
+            // A secret before the timestamp: the redacted line is indexed whole.
+            r#"203.0.113.3 - password=hunter2 [24/Nov/2025:16:07:02 +0000] "GET /c HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
+        ];
+        let mut parser = crate::parse::FileParser::new(crate::parse::FormatSpec::Fixed(crate::parse::Kind::Combined));
+        for (i, line) in lines.iter().enumerate() {
+            let mut ev = Event { raw: line.to_string(), ..Event::default() };
+            parser.parse(line, &mut ev).expect("a combined line");
+            let origin = Origin { fingerprint: "f".into(), offset: i as u64 * 300, end_offset: 0, path: "p".into() };
+            ev.id = origin.event_id();
+            store.add(&origin, &Redactor::new(&[], Replacement::Fixed).redact(ev)).expect("add");
+        }
+        store.commit().expect("commit");
+        let found = |q: &str, from_ms: Option<i64>| {
+            let req = SearchRequest { query: q.into(), from_ms, limit: 5, ..Default::default() };
+            let mut ips: Vec<String> = catalog
+                .search(&req)
+                .unwrap_or_else(|e| panic!("{q}: {e}"))
+                .hits
+                .iter()
+                .map(|h| h["client_ip"].as_str().unwrap_or_default().trim_start_matches("203.0.113.").to_string())
+                .collect();
+            ips.sort();
+            ips.join(" ")
+        };
+        assert_eq!(found("07", None), "3");
+        assert_eq!(found("2025 OR 0000", None), "3");
+        assert_eq!(found("nov", None), "2 3");
+        assert_eq!(found("09", None), "2");
+        assert_eq!(found("hunter2", None), "");
+        // The words on either side of the timestamp, and phrases up to it.
+        assert_eq!(found(r#""203.0.113.2""#, None), "2");
+        assert_eq!(found(r#""GET /b HTTP/1.1""#, None), "2");
+        assert_eq!(found("get", None), "1 2 3");
+        // No phrase runs across the gap the timestamp left.
+        assert_eq!(found(r#""203.0.113.1 GET""#, None), "");
+        // The time itself is asked as a range.
+        assert_eq!(found("get", Some(1_764_000_421_000)), "2 3");
+        store.close().expect("close");
+    }
+
     /// `user_agent`, `referer` and `query` keep no word positions (`user_agent` not even its
     /// words), yet a word or a phrase on them (or a value of several words) finds the events
     /// whose field holds it; on `user_agent`, only those, wherever else the line has it.

@@ -223,9 +223,18 @@ impl Fields {
         }
         doc.add_bool(self.attack, ev.attack);
         let keywords = keyword_values(ev);
+        // The line without its timestamp, as two values when the parser said where it is: a
+        // time is searched as a range, and its words are a sixth of the line's.
+        let (raw, after_time) = match ev.time_in_raw {
+            Some((a, b)) => match (ev.raw.get(..a as usize), ev.raw.get(b as usize..)) {
+                (Some(before), Some(after)) => (before, Some(after)),
+                _ => (ev.raw.as_str(), None),
+            },
+            None => (ev.raw.as_str(), None),
+        };
         let texts = [
             ("message", ev.message.as_deref()),
-            ("raw", Some(ev.raw.as_str())),
+            ("raw", Some(raw)),
             // Its words are in `raw`, and the whole of it in the `ua` column: a search reads
             // them there (see `agent`).
             ("user_agent", None),
@@ -240,6 +249,9 @@ impl Fields {
                     doc.add_text(*field, v);
                 }
             }
+        }
+        if let Some(after) = after_time {
+            doc.add_text(self.texts[1], after);
         }
         let stored = Stored::of(ev, &keywords, !id_in_columns);
         doc.add_text(self.source_json, serde_json::to_string(&stored).unwrap_or_default());
@@ -563,6 +575,8 @@ mod tests {
             headers: [("x-a".to_string(), "b".to_string())].into_iter().collect(),
             body: Some("{}".into()),
             raw: "raw line".into(),
+            // Past the end of the line: the whole line is indexed.
+            time_in_raw: Some((4, 99)),
             parse_error: Some("bad".into()),
             flags: vec![LineFlag::Truncated, LineFlag::Nul],
             anomalies: vec!["sqli-2".into(), "sqli-1".into()],
@@ -616,7 +630,8 @@ mod tests {
             }
         }
         let back: Event = serde_json::from_value(read[0].clone()).expect("a hit is an event");
-        assert_eq!(back, events[0]);
+        // Where the timestamp was in the line only served the index.
+        assert_eq!(back, Event { time_in_raw: None, ..events[0].clone() });
     }
 
     #[test]

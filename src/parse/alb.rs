@@ -35,6 +35,7 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<(), ParseError> {
         n => return Err(ParseError::invalid(format!("expected 11 or 12 columns before the request, found {n}"))),
     };
     ev.timestamp_ms = parse_iso(cols[0]).ok_or(ParseError::invalid("unrecognised timestamp"))?;
+    super::mark_time(ev, line, cols[0]);
     ev.host = Some(cols[1].to_string());
     ev.client_ip = Some(strip_port(cols[2]).to_string());
     let secs: Vec<f64> = cols[4..7].iter().filter_map(|t| t.parse().ok()).filter(|t: &f64| *t >= 0.0).collect();

@@ -39,6 +39,7 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<&'static str, ParseError> {
     let (rest, date) = bracketed(&line[bracket..]).map_err(|_| ParseError::invalid("unclosed [timestamp]"))?;
     ev.timestamp_ms =
         parse_clf(date).or_else(|| parse_iso(date)).ok_or(ParseError::invalid("unrecognised timestamp"))?;
+    super::mark_time(ev, line, date);
 
     // Some variants put a token or two between the date and the request (gandi's `(0 s)`).
     let mut rest = ws(rest).map_or(rest, |(r, _)| r);

@@ -20,10 +20,12 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<(), ParseError> {
     let rest = if line.starts_with('[') {
         let (rest, ts) = bracketed(line).map_err(|_| ParseError::invalid("unclosed [timestamp]"))?;
         ev.timestamp_ms = parse_ctime(ts).ok_or(ParseError::invalid("unrecognised timestamp"))?;
+        super::mark_time(ev, line, ts);
         rest
     } else {
         let end = line.find(" [").ok_or(ParseError::invalid("expected `timestamp [level]`"))?;
         ev.timestamp_ms = parse_iso(&line[..end]).ok_or(ParseError::invalid("unrecognised timestamp"))?;
+        super::mark_time(ev, line, &line[..end]);
         &line[end..]
     };
     let rest = rest.trim_start();

@@ -33,6 +33,7 @@ pub fn parse(record: &str, ev: &mut Event) -> Result<(), ParseError> {
     let first = lines.next().unwrap_or("");
     let (ts, level, rest) = header(first).ok_or(ParseError::invalid("expected `[timestamp] LEVEL: ...`"))?;
     ev.timestamp_ms = parse_any(ts).ok_or(ParseError::invalid("unrecognised timestamp"))?;
+    super::mark_time(ev, record, ts);
     ev.level = Some(level.to_ascii_lowercase());
     // `METHOD /path - STATUS (Nms)`; anything else is a plain message.
     match request_summary(rest) {

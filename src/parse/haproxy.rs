@@ -17,6 +17,7 @@ pub fn parse(line: &str, ev: &mut Event) -> Result<(), ParseError> {
     let (r, _) = ws(r).map_err(bad("missing date"))?;
     let (r, date) = bracketed(r).map_err(bad("missing [accept date]"))?;
     ev.timestamp_ms = parse_clf(date).ok_or(ParseError::invalid("unrecognised timestamp"))?;
+    super::mark_time(ev, line, date);
     let mut cols = Vec::with_capacity(8);
     let mut r = r;
     while let Ok((rest, _)) = ws(r) {

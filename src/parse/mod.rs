@@ -136,6 +136,10 @@ impl FileParser {
         // Lines relayed through syslog carry its header in front of the real line.
         if let Some((host, inner)) = syslog_prefix(record) {
             self.parse_inner(inner, ev)?;
+            // The inner line ends the record: its timestamp sits that much further along.
+            let shift = u32::try_from(record.len() - inner.len()).ok();
+            ev.time_in_raw =
+                ev.time_in_raw.zip(shift).and_then(|((a, b), s)| Some((a.checked_add(s)?, b.checked_add(s)?)));
             if ev.host.is_none() {
                 ev.host = Some(host.to_string());
             }
@@ -204,6 +208,16 @@ pub fn whole_micros(ms: f64) -> f64 {
     if ms.is_finite() && ms.abs() < 1e12 { (ms * 1000.0).round() / 1000.0 } else { ms }
 }
 
+/// Records that the event's timestamp was read from `time`, a slice of `line` (the text the
+/// format's parser was given): see [`Event::time_in_raw`]. Only for a slice borrowed from
+/// `line`, never for an unescaped copy, whose address says nothing about the line.
+fn mark_time(ev: &mut Event, line: &str, time: &str) {
+    let start = (time.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    let within = start <= line.len() && time.len() <= line.len() - start;
+    ev.time_in_raw =
+        within.then(|| Some((u32::try_from(start).ok()?, u32::try_from(start + time.len()).ok()?))).flatten();
+}
+
 /// Splits `Jul  8 11:07:07 host nginx[2869]: <line>` into the host and the line.
 fn syslog_prefix(line: &str) -> Option<(&str, &str)> {
     let b = line.as_bytes();
@@ -236,6 +250,56 @@ mod tests {
         assert_eq!((ev.format.as_str(), ev.status), ("json", Some(200)));
         assert_eq!(p.detected(), Some(Kind::Combined));
         assert!(p.parse("complete garbage", &mut Event::default()).is_err());
+    }
+
+    /// Each format whose parser reads the timestamp from a slice of the line says where it is,
+    /// also behind a syslog header; a format that does not says nothing.
+    #[test]
+    fn the_timestamp_is_found_where_the_line_holds_it() {
+        let cases = [
+            (
+                Kind::Combined,
+                r#"1.2.3.4 - - [10/Feb/2012:16:42:07 -0500] "GET / HTTP/1.0" 301 368 "-" "x""#,
+                Some("10/Feb/2012:16:42:07 -0500"),
+            ),
+            (
+                Kind::Combined,
+                r#"Jul  8 11:07:07 web-1 nginx[2869]: 1.2.3.4 - - [08/Jul/2021:11:07:07 +0000] "GET / HTTP/1.1" 200 5"#,
+                Some("08/Jul/2021:11:07:07 +0000"),
+            ),
+            (
+                Kind::Haproxy,
+                r#"192.0.2.41:51544 [25/Sep/2018:06:05:27.584] web_tls~ app_pool/node2 0/0/0/72/72 200 7456 - - ---- 5/4/0/1/0 0/0 "POST /account/ HTTP/1.1""#,
+                Some("25/Sep/2018:06:05:27.584"),
+            ),
+            (
+                Kind::Alb,
+                r#"2015-05-13T23:39:43.945958Z classic-lb 192.0.2.61:5120 10.1.2.3:443 0.001069 0.000028 0.000041 - - 82 305 "- - - " "-" - -"#,
+                Some("2015-05-13T23:39:43.945958Z"),
+            ),
+            (
+                Kind::Express,
+                "[2025-11-25T10:30:45Z] INFO: POST /api/auth/login - 200 (45ms)\n  requestId: 9f1c\n",
+                Some("2025-11-25T10:30:45Z"),
+            ),
+            (
+                Kind::ErrorLog,
+                "2021/09/30 09:23:53 [error] 4411#4411: *9 open() failed, client: 127.0.0.1",
+                Some("2021/09/30 09:23:53"),
+            ),
+            (
+                Kind::ErrorLog,
+                "[Sun Jun 09 07:57:47 2013] [error] [client 192.0.2.10] script not found",
+                Some("Sun Jun 09 07:57:47 2013"),
+            ),
+            (Kind::Json, r#"{"time":"2025-11-25T10:30:45Z","status":200,"url":"/"}"#, None),
+        ];
+        for (kind, line, time) in cases {
+            let mut ev = Event::default();
+            FileParser::new(FormatSpec::Fixed(kind)).parse(line, &mut ev).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let marked = ev.time_in_raw.map(|(a, b)| &line[a as usize..b as usize]);
+            assert_eq!(marked, time, "{line}");
+        }
     }
 
     #[test]
