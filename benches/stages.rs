@@ -183,6 +183,13 @@ fn indexing(c: &mut Criterion) {
     let redactor = Redactor::new(&[], Replacement::Fixed);
     let evs: Vec<_> = events(10_000).into_iter().map(|e| redactor.redact(e)).collect();
     let mut group = c.benchmark_group("index");
+    // Building the tantivy documents alone, as the pipeline thread does before handing them
+    // to tantivy's threads.
+    let (_, fields) = logwarden::index::schema::build();
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("document_1000_events", |b| {
+        b.iter(|| evs[..1000].iter().map(|e| fields.document(e, true)).collect::<Vec<_>>())
+    });
     group.sample_size(10);
     group.throughput(Throughput::Elements(evs.len() as u64));
     group.bench_function("write_and_commit_10000_events", |b| {

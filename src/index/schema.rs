@@ -182,7 +182,9 @@ impl Fields {
     /// id is rebuilt (partitions made before it keep the id in `_source`).
     pub fn document(&self, r: &Redacted, ids_in_columns: bool) -> TantivyDocument {
         let ev = r.event();
-        let mut doc = TantivyDocument::default();
+        // The line goes in twice (its words, and the stored JSON) with the fields' values: room
+        // for all of it at once, instead of growing the buffer from 1 KiB and copying.
+        let mut doc = TantivyDocument::with_capacity(3 * ev.raw.len() + 512);
         let mut id_in_columns = false;
         if let Some((fp, digits)) = ev.id.rsplit_once(':')
             && let Ok(offset) = digits.parse::<u64>()
@@ -254,7 +256,13 @@ impl Fields {
             doc.add_text(self.texts[1], after);
         }
         let stored = Stored::of(ev, &keywords, !id_in_columns);
-        doc.add_text(self.source_json, serde_json::to_string(&stored).unwrap_or_default());
+        // Sized for the line it mostly holds, so that it is not grown several times either.
+        let mut json = Vec::with_capacity(ev.raw.len() + 256);
+        let json = match serde_json::to_writer(&mut json, &stored) {
+            Ok(()) => String::from_utf8(json).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        doc.add_text(self.source_json, json);
         doc
     }
 
