@@ -96,7 +96,7 @@ pub struct Event {
     pub raw: String,
     /// Where the line's own timestamp sits in `raw` (a byte range), when the parser read it
     /// from there. The index leaves those words out of `raw`: the time is searched as a range,
-    /// and the words of every hour, minute and second took 7 % of the index. Not serialised:
+    /// and the words of every hour, minute and second took 6 % of the index. Not serialised:
     /// an event read back has none, and is indexed whole.
     #[serde(skip)]
     pub time_in_raw: Option<(u32, u32)>,
