@@ -187,8 +187,8 @@ impl FileParser {
         ev.format = kind.name().into();
         match kind {
             Kind::Combined => combined::parse(record, ev).map(|f| ev.format = f.into()),
-            Kind::Json => json::parse(record, ev),
-            Kind::Logfmt => logfmt::parse(record, ev),
+            Kind::Json => json::parse(record, ev).map(|()| mark_time_value(ev, record)),
+            Kind::Logfmt => logfmt::parse(record, ev).map(|()| mark_time_value(ev, record)),
             Kind::Express => express::parse(record, ev),
             Kind::Alb => alb::parse(record, ev),
             Kind::W3c => self.w3c.parse(record, ev).map(|_| ()),
@@ -216,6 +216,49 @@ fn mark_time(ev: &mut Event, line: &str, time: &str) {
     let within = start <= line.len() && time.len() <= line.len() - start;
     ev.time_in_raw =
         within.then(|| Some((u32::try_from(start).ok()?, u32::try_from(start + time.len()).ok()?))).flatten();
+}
+
+/// JSON and logfmt lines: their parsers read values decoded, so the timestamp's value is
+/// found again in the line, as the first value after a `:` or `=` that starts with a digit and
+/// reads back as the event's timestamp (an epoch number, or a date as a string or bare).
+/// Anything else, or a value with escapes, is left among the line's words.
+fn mark_time_value(ev: &mut Event, line: &str) {
+    if ev.timestamp_ms == 0 {
+        return;
+    }
+    let b = line.as_bytes();
+    for sep in memchr::memchr2_iter(b':', b'=', b) {
+        let mut start = sep + 1;
+        while b.get(start) == Some(&b' ') {
+            start += 1;
+        }
+        let quoted = b.get(start) == Some(&b'"');
+        let from = start + usize::from(quoted);
+        if !b.get(from).is_some_and(u8::is_ascii_digit) {
+            continue;
+        }
+        let end = if quoted {
+            match memchr::memchr2(b'"', b'\\', &b[from..]) {
+                Some(i) if b[from + i] == b'"' => from + i,
+                _ => continue,
+            }
+        } else {
+            from + b[from..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t'))
+                .unwrap_or(b.len() - from)
+        };
+        // Epoch seconds have ten digits and a date at least as many characters.
+        if end - from < 10 {
+            continue;
+        }
+        let value = &line[from..end];
+        let read = value.parse::<f64>().ok().and_then(timestamp::from_epoch).or_else(|| timestamp::parse_any(value));
+        if read == Some(ev.timestamp_ms) {
+            mark_time(ev, line, value);
+            return;
+        }
+    }
 }
 
 /// Splits `Jul  8 11:07:07 host nginx[2869]: <line>` into the host and the line.
@@ -292,7 +335,27 @@ mod tests {
                 "[Sun Jun 09 07:57:47 2013] [error] [client 192.0.2.10] script not found",
                 Some("Sun Jun 09 07:57:47 2013"),
             ),
-            (Kind::Json, r#"{"time":"2025-11-25T10:30:45Z","status":200,"url":"/"}"#, None),
+            (Kind::Json, r#"{"time":"2025-11-25T10:30:45Z","status":200,"url":"/"}"#, Some("2025-11-25T10:30:45Z")),
+            (
+                Kind::Json,
+                r#"{"level":30,"time": 1764000000123,"msg":"request completed","req":{"url":"/"}}"#,
+                Some("1764000000123"),
+            ),
+            // The first value that reads as a date is the timestamp's only when it is the same.
+            (
+                Kind::Json,
+                r#"{"since":"2020-01-01T00:00:00Z","ts":"2025-11-25T10:30:45Z","url":"/"}"#,
+                Some("2025-11-25T10:30:45Z"),
+            ),
+            // A value with an escape is not the text the line holds.
+            (Kind::Json, r#"{"time":"2025-11-25T10:30:45\u005a","url":"/"}"#, None),
+            (Kind::Json, r#"{"status":200,"url":"/"}"#, None),
+            (
+                Kind::Logfmt,
+                "ts=2025-11-25T10:30:45Z level=info method=GET path=/ status=200",
+                Some("2025-11-25T10:30:45Z"),
+            ),
+            (Kind::Logfmt, r#"time="2025-11-25 10:30:45" method=GET path=/ status=200"#, Some("2025-11-25 10:30:45")),
         ];
         for (kind, line, time) in cases {
             let mut ev = Event::default();
