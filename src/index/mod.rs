@@ -695,20 +695,11 @@ mod tests {
         store.close().expect("close");
     }
 
-    /// The words of a line's own timestamp are not indexed (the time is searched as a range),
-    /// the rest of the line is, and a line the redactor changed is indexed whole.
-    #[test]
-    fn a_line_is_searched_without_its_timestamp() {
+    /// Indexes combined lines as the pipeline does (parsed, then redacted) and commits them.
+    fn index_combined(lines: &[&str]) -> (tempfile::TempDir, Arc<Catalog>, IndexStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let catalog = Catalog::open(dir.path()).expect("catalog");
         let (mut store, _) = IndexStore::open(catalog.clone(), 0, 3650).expect("open");
-        let lines = [
-            r#"203.0.113.1 - - [24/Nov/2025:16:07:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
-            // Relayed by syslog, whose own header stays words.
-            r#"Nov 24 16:09:01 web-1 nginx[2869]: 203.0.113.2 - - [24/Nov/2025:16:07:01 +0000] "GET /b HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
-            // A secret before the timestamp: the redacted line is indexed whole.
-            r#"203.0.113.3 - password=hunter2 [24/Nov/2025:16:07:02 +0000] "GET /c HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
-        ];
         let mut parser = crate::parse::FileParser::new(crate::parse::FormatSpec::Fixed(crate::parse::Kind::Combined));
         for (i, line) in lines.iter().enumerate() {
             let mut ev = Event { raw: line.to_string(), ..Event::default() };
@@ -718,17 +709,36 @@ mod tests {
             store.add(&origin, &Redactor::new(&[], Replacement::Fixed).redact(ev)).expect("add");
         }
         store.commit().expect("commit");
+        (dir, catalog, store)
+    }
+
+    /// Which lines a search found, by the last number of their client (`203.0.113.N`), sorted.
+    fn matched(catalog: &Catalog, req: &SearchRequest) -> String {
+        let mut ips: Vec<String> = catalog
+            .search(req)
+            .unwrap_or_else(|e| panic!("{}: {e}", req.query))
+            .hits
+            .iter()
+            .map(|h| h["client_ip"].as_str().unwrap_or_default().trim_start_matches("203.0.113.").to_string())
+            .collect();
+        ips.sort();
+        ips.join(" ")
+    }
+
+    /// The words of a line's own timestamp are not indexed (the time is searched as a range),
+    /// the rest of the line is, and a line the redactor changed is indexed whole.
+    #[test]
+    fn a_line_is_searched_without_its_timestamp() {
+        let lines = [
+            r#"203.0.113.1 - - [24/Nov/2025:16:07:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
+            // Relayed by syslog, whose own header stays words.
+            r#"Nov 24 16:09:01 web-1 nginx[2869]: 203.0.113.2 - - [24/Nov/2025:16:07:01 +0000] "GET /b HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
+            // A secret before the timestamp: the redacted line is indexed whole.
+            r#"203.0.113.3 - password=hunter2 [24/Nov/2025:16:07:02 +0000] "GET /c HTTP/1.1" 200 5 "-" "curl/8.5.0""#,
+        ];
+        let (_dir, catalog, store) = index_combined(&lines);
         let found = |q: &str, from_ms: Option<i64>| {
-            let req = SearchRequest { query: q.into(), from_ms, limit: 5, ..Default::default() };
-            let mut ips: Vec<String> = catalog
-                .search(&req)
-                .unwrap_or_else(|e| panic!("{q}: {e}"))
-                .hits
-                .iter()
-                .map(|h| h["client_ip"].as_str().unwrap_or_default().trim_start_matches("203.0.113.").to_string())
-                .collect();
-            ips.sort();
-            ips.join(" ")
+            matched(&catalog, &SearchRequest { query: q.into(), from_ms, limit: 5, ..Default::default() })
         };
         assert_eq!(found("07", None), "3");
         assert_eq!(found("2025 OR 0000", None), "3");
@@ -751,9 +761,6 @@ mod tests {
     /// whose field holds it; on `user_agent`, only those, wherever else the line has it.
     #[test]
     fn words_and_phrases_on_fields_without_positions_are_found() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let catalog = Catalog::open(dir.path()).expect("catalog");
-        let (mut store, _) = IndexStore::open(catalog.clone(), 0, 3650).expect("open");
         let lines = [
             r#"203.0.113.1 - - [24/Nov/2025:16:00:00 +0000] "GET /a?q=red+shoes HTTP/1.1" 200 5 "https://shop.example/sale" "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) Safari/605.1.15""#,
             // The same words in another order.
@@ -763,26 +770,8 @@ mod tests {
             r#"203.0.113.4 - - [24/Nov/2025:16:00:03 +0000] "GET /intel/mac/safari HTTP/1.1" 200 5 "-" "Mozilla/5.0 (Mac; Intel)""#,
             r#"203.0.113.5 - - [24/Nov/2025:16:00:04 +0000] "GET /curl HTTP/1.1" 200 5 "-" "-""#,
         ];
-        let mut parser = crate::parse::FileParser::new(crate::parse::FormatSpec::Fixed(crate::parse::Kind::Combined));
-        for (i, line) in lines.iter().enumerate() {
-            let mut ev = Event { raw: line.to_string(), ..Event::default() };
-            parser.parse(line, &mut ev).expect("a combined line");
-            let origin = Origin { fingerprint: "f".into(), offset: i as u64 * 300, end_offset: 0, path: "p".into() };
-            ev.id = origin.event_id();
-            store.add(&origin, &Redactor::new(&[], Replacement::Fixed).redact(ev)).expect("add");
-        }
-        store.commit().expect("commit");
-        let found = |q: &str| {
-            let r = catalog.search(&SearchRequest { query: q.into(), limit: 5, ..Default::default() });
-            let mut ips: Vec<String> = r
-                .unwrap_or_else(|e| panic!("{q}: {e}"))
-                .hits
-                .iter()
-                .map(|h| h["client_ip"].as_str().unwrap_or_default().trim_start_matches("203.0.113.").to_string())
-                .collect();
-            ips.sort();
-            ips.join(" ")
-        };
+        let (_dir, catalog, store) = index_combined(&lines);
+        let found = |q: &str| matched(&catalog, &SearchRequest { query: q.into(), limit: 5, ..Default::default() });
         assert_eq!(found(r#"user_agent:"Intel Mac""#), "1");
         assert_eq!(found(r#"user_agent:"Mac Intel""#), "2 4");
         // A slop is answered by the words alone.
