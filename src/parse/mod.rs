@@ -212,10 +212,14 @@ pub fn whole_micros(ms: f64) -> f64 {
 /// format's parser was given): see [`Event::time_in_raw`]. Only for a slice borrowed from
 /// `line`, never for an unescaped copy, whose address says nothing about the line.
 fn mark_time(ev: &mut Event, line: &str, time: &str) {
-    let start = (time.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
-    let within = start <= line.len() && time.len() <= line.len() - start;
-    ev.time_in_raw =
-        within.then(|| Some((u32::try_from(start).ok()?, u32::try_from(start + time.len()).ok()?))).flatten();
+    ev.time_in_raw = offset_in(line, time)
+        .and_then(|start| Some((u32::try_from(start).ok()?, u32::try_from(start + time.len()).ok()?)));
+}
+
+/// Where `part`, a slice of `line`, starts in it; `None` when it is not within `line`.
+fn offset_in(line: &str, part: &str) -> Option<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    (start <= line.len() && part.len() <= line.len() - start).then_some(start)
 }
 
 /// JSON and logfmt lines: their parsers read values decoded, so the timestamp's value is
@@ -363,6 +367,21 @@ mod tests {
             let marked = ev.time_in_raw.map(|(a, b)| &line[a as usize..b as usize]);
             assert_eq!(marked, time, "{line}");
         }
+    }
+
+    /// W3C lines keep the date and the time in two columns: side by side, they are one span.
+    #[test]
+    fn w3c_date_and_time_side_by_side_are_the_timestamp() {
+        let mut p = FileParser::new(FormatSpec::Fixed(Kind::W3c));
+        let mut marked = |line: &str| {
+            let mut ev = Event::default();
+            p.parse(line, &mut ev).unwrap_or_else(|e| panic!("{line}: {e}"));
+            ev.time_in_raw.map(|(a, b)| line[a as usize..b as usize].to_string())
+        };
+        marked("#Fields: date time cs-method cs-uri-stem sc-status");
+        assert_eq!(marked("2025-11-24  16:00:00 GET / 200").as_deref(), Some("2025-11-24  16:00:00"));
+        marked("#Fields: date cs-method time cs-uri-stem sc-status");
+        assert_eq!(marked("2025-11-24 GET 16:00:00 / 200"), None);
     }
 
     #[test]

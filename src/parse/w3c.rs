@@ -66,6 +66,13 @@ impl W3c {
         }
         if let (Some(d), Some(t)) = (date, time) {
             ev.timestamp_ms = parse_iso(&format!("{d} {t}")).ok_or(ParseError::invalid("unrecognised date/time"))?;
+            // Side by side, as writers put them, the two columns are the line's timestamp.
+            if let (Some(a), Some(b)) = (super::offset_in(line, d), super::offset_in(line, t))
+                && b >= a + d.len()
+                && line[a + d.len()..b].trim().is_empty()
+            {
+                super::mark_time(ev, line, &line[a..b + t.len()]);
+            }
         }
         Ok(Line::Request)
     }
