@@ -175,6 +175,9 @@ fn rules(c: &mut Criterion) {
         group.bench_function(format!("{}_events_of_elastic_apache_logs", real.len()), |b| {
             b.iter(|| real.iter().map(|e| detector.tags(e).score).sum::<u32>())
         });
+        group.bench_function(format!("{}_events_of_elastic_apache_logs_unremembered", real.len()), |b| {
+            b.iter(|| real.iter().map(|e| set.evaluate(e).score).sum::<u32>())
+        });
     }
     group.finish();
 }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::event::{AnomalyMatch, AnomalyTags, Event};
 pub use transform::Transform;
+use transform::Transforms;
 
 /// The built-in rule pack, embedded from `rules/` at the repository root.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -224,8 +225,23 @@ struct Node {
 /// for a pattern that needs it.
 fn builder() -> regex_automata::meta::Builder {
     let mut b = Regex::builder();
-    b.syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false));
+    b.syntax(syntax());
     b
+}
+
+fn syntax() -> regex_automata::util::syntax::Config {
+    regex_automata::util::syntax::Config::new().unicode(false).utf8(false)
+}
+
+/// Whether a pattern may hold an inline group that turns a flag off (`(?-i)`, `(?i-u:`). Errs
+/// towards yes: such a group inside a class (`[(?-i)]`) counts too.
+fn turns_a_flag_off(pattern: &str) -> bool {
+    pattern.match_indices("(?").any(|(i, _)| {
+        let escapes = pattern[..i].bytes().rev().take_while(|b| *b == b'\\').count();
+        let flags = &pattern[i + 2..];
+        let end = flags.find([')', ':']).unwrap_or(flags.len());
+        escapes % 2 == 0 && flags[..end].contains('-') && flags[..end].bytes().all(|b| b"imsRUux-".contains(&b))
+    })
 }
 
 /// One transform chain: where its output is, and its patterns (contiguous in
@@ -249,11 +265,25 @@ struct Plan {
     steps: Vec<usize>,
     /// The chains that read it.
     chains: Vec<usize>,
+    /// The transforms of those steps but `Lowercase`: when none of them would change an ASCII
+    /// value, the value is scanned as it is (see `RuleSet::scan`).
+    changers: Transforms,
+    /// In every chain, what follows a `Lowercase` gives texts that differ only in case when
+    /// given texts that differ only in case; so the chains can be run without lowercasing for
+    /// the prefilter, which ignores case (see `RuleSet::scan`).
+    congruent: bool,
+}
+
+/// Whether a run of the chains lowercases, or leaves that to the prefilter, which ignores case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lowercasing {
+    Done,
+    Skipped,
 }
 
 /// The state of one evaluation.
 struct Scan {
-    hit: Vec<bool>,
+    /// The rules matched so far, where they matched first, and an excerpt: a few at most.
     matches: Vec<(usize, Target, String)>,
     /// Slot -> index of its text among the distinct texts of the current field.
     slots: Vec<usize>,
@@ -267,8 +297,7 @@ impl Scan {
     /// Counts the rules found in one field; the first field a rule matched gives its excerpt.
     fn add(&mut self, target: Target, found: &[(usize, String)]) {
         for (rule, excerpt) in found {
-            if !self.hit[*rule] {
-                self.hit[*rule] = true;
+            if !self.matches.iter().any(|(r, ..)| r == rule) {
                 self.matches.push((*rule, target, excerpt.clone()));
             }
         }
@@ -313,20 +342,26 @@ impl Recent {
 ///
 /// A field is transformed by each transform chain its rules use, chains sharing their common
 /// prefixes, and each distinct text is scanned once by a prefilter that holds every pattern.
-/// For clean traffic most chains leave a field as it was, so a field is usually scanned once or
-/// twice rather than once per chain. A text the prefilter flags is matched against each pattern
-/// (compiled alone, at its first use) of each chain that produced it; a pattern counts only
-/// where its rule targets the field.
+/// A field that no transform but lowercasing would change, which is most of clean traffic, is
+/// scanned once as it is. A text the prefilter flags is scanned once more for the patterns
+/// that match it; a pattern counts only where its chain produced the text and its rule targets
+/// the field, and only then is it run alone, to find where it matched.
 pub struct RuleSet {
     rules: Vec<Rule>,
-    /// Every pattern, for a yes or no.
+    /// Every pattern, ignoring the case of ASCII letters, for a yes or no. It matches all that
+    /// the patterns match and a little more; only the patterns alone decide.
     prefilter: Regex,
+    /// No pattern turns a flag off inline (`(?-i)`), so the prefilter matches a value wherever
+    /// a pattern matches its lowercase form, and a clean value needs no transform at all.
+    gated: bool,
+    /// Every pattern, reporting each one that matches in one pass over a text the prefilter
+    /// flagged. Built at the first such text.
+    which: OnceLock<Regex>,
     chains: Vec<Chain>,
     patterns: Vec<Pattern>,
-    /// Each pattern alone, to find which patterns match a text the prefilter flagged, and
-    /// where: only for hits, which are rare, so the prefilter stays the only scan of clean
-    /// traffic. Compiled at a pattern's first use: compiled up front they took tens of
-    /// megabytes.
+    /// Each pattern alone, to find where a pattern that `which` reported matches: only for
+    /// hits, which are rare, so the prefilter stays the only scan of clean traffic. Compiled
+    /// at a pattern's first use: compiled up front they took tens of megabytes.
     singles: Vec<OnceLock<Regex>>,
     /// Node k fills slot k + 1 from its parent's slot; slot 0 is the field as it is.
     nodes: Vec<Node>,
@@ -453,7 +488,7 @@ impl RuleSet {
             .collect();
         // Slot 0 is the field itself; the prefix at position k is slot k + 1.
         let slot_of = |p: &[Transform]| prefixes.iter().position(|q| *q == p).map_or(0, |k| k + 1);
-        let nodes = prefixes
+        let nodes: Vec<Node> = prefixes
             .iter()
             .filter_map(|p| p.split_last())
             .map(|(step, rest)| Node { parent: slot_of(rest), step: *step })
@@ -471,17 +506,29 @@ impl RuleSet {
         }
         let plans = needs
             .into_iter()
-            .map(|(target, (steps, ends))| Plan {
-                target,
-                steps: steps.into_iter().collect(),
-                chains: ends.into_iter().collect(),
+            .map(|(target, (steps, ends))| {
+                let changers: Transforms = steps.iter().map(|&slot| nodes[slot - 1].step).collect();
+                let congruent = ends.iter().all(|&c| {
+                    let chain = &chains[c];
+                    let after = chain.iter().position(|t| *t == Transform::Lowercase).map_or(chain.len(), |k| k + 1);
+                    chain[after..].iter().all(|t| t.maps_case_variants_alike())
+                });
+                Plan {
+                    target,
+                    steps: steps.into_iter().collect(),
+                    chains: ends.into_iter().collect(),
+                    changers: changers.without(Transform::Lowercase),
+                    congruent,
+                }
             })
             .collect();
         // The prefilter answers "does anything match" for clean traffic, which is nearly all
         // of it. Only a text it flags is matched against each pattern of the chains that
         // produced it.
         let all: Vec<&str> = patterns.iter().map(|p| p.text.as_str()).collect();
-        let prefilter = builder()
+        let gated = !all.iter().any(|p| turns_a_flag_off(p));
+        let prefilter = Regex::builder()
+            .syntax(syntax().case_insensitive(true))
             .configure(Regex::config().hybrid_cache_capacity(PREFILTER_CACHE))
             .build_many(&all)
             .map_err(|e| RuleError::Invalid { file: "rules".into(), line: 0, message: e.to_string() })?;
@@ -497,6 +544,8 @@ impl RuleSet {
         Ok(Self {
             rules,
             prefilter,
+            gated,
+            which: OnceLock::new(),
             chains,
             singles: patterns.iter().map(|_| OnceLock::new()).collect(),
             patterns,
@@ -513,6 +562,25 @@ impl RuleSet {
             builder()
                 .configure(Regex::config().onepass(false))
                 .build(&self.patterns[p].text)
+                .expect("patterns are validated in from_sources")
+        })
+    }
+
+    /// The patterns that match `text`, in one pass. Asking each pattern in turn cost a search
+    /// per pattern of the chain, most of them finding nothing.
+    fn matching(&self, text: &str) -> regex_automata::PatternSet {
+        let mut set = regex_automata::PatternSet::new(self.patterns.len());
+        self.which().which_overlapping_matches(&regex_automata::Input::new(text), &mut set);
+        set
+    }
+
+    fn which(&self) -> &Regex {
+        self.which.get_or_init(|| {
+            let all: Vec<&str> = self.patterns.iter().map(|p| p.text.as_str()).collect();
+            // The lazy DFA's default cache (2 MB a thread): it only reads flagged texts.
+            builder()
+                .configure(Regex::config().match_kind(regex_automata::MatchKind::All))
+                .build_many(&all)
                 .expect("patterns are validated in from_sources")
         })
     }
@@ -534,7 +602,6 @@ impl RuleSet {
     /// holds one.
     pub fn evaluate_with(&self, ev: &Event, mut recent: Option<&mut Recent>) -> Verdict {
         let mut scan = Scan {
-            hit: vec![false; self.rules.len()],
             matches: Vec::new(),
             // Filled at the first field not remembered: most events need none.
             slots: Vec::new(),
@@ -556,14 +623,13 @@ impl RuleSet {
                 }
             }
         }
-        let Scan { mut hit, matches, .. } = scan;
-        for &i in &self.structural {
-            if self.rules[i].condition.as_ref().is_some_and(|c| c.holds(ev)) {
-                hit[i] = true;
-            }
-        }
+        let Scan { matches, .. } = scan;
+        let mut hit: Vec<usize> = matches.iter().map(|(r, ..)| *r).collect();
+        hit.extend(self.structural.iter().filter(|&&i| self.rules[i].condition.as_ref().is_some_and(|c| c.holds(ev))));
+        // In the order of the rules, as each rule is either a pattern rule or a condition.
+        hit.sort_unstable();
         let mut v = Verdict::default();
-        for (r, _) in self.rules.iter().zip(&hit).filter(|(_, h)| **h) {
+        for r in hit.iter().map(|&i| &self.rules[i]) {
             v.rules.push(r.id.clone());
             v.score += r.score;
             v.severity = v.severity.max(Some(r.severity));
@@ -574,9 +640,63 @@ impl RuleSet {
 
     /// Transforms one field along the chains `plan` needs and scans each distinct result once.
     /// Returns each rule that matches the field, with an excerpt of where.
+    ///
+    /// First a cheaper pass that only says whether anything can match. The prefilter ignores
+    /// case, and a pattern that matches a lowercased text matches the text itself with case
+    /// ignored; so for ASCII text lowercasing is left out. Most values need no transform
+    /// but lowercasing: those are read once, as they are. Only when that pass flags the value
+    /// are the chains run in full.
     fn scan(&self, plan: &Plan, value: &str, scan: &mut Scan) -> Vec<(usize, String)> {
+        let changes = transform::may_change(value);
+        if self.gated && value.is_ascii() {
+            let clean = if !changes.meets(plan.changers) {
+                !self.prefilter.is_match(value)
+            } else {
+                plan.congruent
+                    && self
+                        .texts(plan, value, changes, scan, Lowercasing::Skipped)
+                        .is_some_and(|texts| !self.flags_any(plan, &texts, scan))
+            };
+            if clean {
+                return Vec::new();
+            }
+        }
+        let texts = self.texts(plan, value, changes, scan, Lowercasing::Done).expect("every text is made");
         let mut found: Vec<(usize, String)> = Vec::new();
-        let mut texts: Vec<Cow<str>> = vec![Cow::Borrowed(value)];
+        for (i, (text, _)) in texts.iter().enumerate() {
+            let mut chains = self.chains_ending(plan, i, scan).peekable();
+            if chains.peek().is_none() || !self.prefilter.is_match(text.as_ref()) {
+                continue;
+            }
+            let matched = self.matching(text);
+            for p in chains.flat_map(|c| c.patterns.clone()) {
+                let pattern = &self.patterns[p];
+                if !matched.contains(regex_automata::PatternID::must(p))
+                    || !pattern.targets.contains(&plan.target)
+                    || found.iter().any(|(r, _)| *r == pattern.rule)
+                {
+                    continue;
+                }
+                if let Some(m) = self.single(p).find(text.as_ref()) {
+                    found.push((pattern.rule, excerpt(text, m.start(), m.end())));
+                }
+            }
+        }
+        found
+    }
+
+    /// The distinct texts the chains of `plan` make of `value`, each with the transforms that
+    /// may change it; `scan.slots` then says which text each chain prefix gave. With
+    /// lowercasing skipped, `None` when a text to lowercase is not ASCII.
+    fn texts<'a>(
+        &self,
+        plan: &Plan,
+        value: &'a str,
+        changes: Transforms,
+        scan: &mut Scan,
+        lowercasing: Lowercasing,
+    ) -> Option<Vec<(Cow<'a, str>, Transforms)>> {
+        let mut texts: Vec<(Cow<str>, Transforms)> = vec![(Cow::Borrowed(value), changes)];
         scan.slots.resize(self.nodes.len() + 1, 0);
         scan.done.clear();
         scan.done.push(Default::default());
@@ -586,10 +706,18 @@ impl RuleSet {
             let to = match scan.done[from][node.step as usize] {
                 Some(to) => to,
                 None => {
-                    let to = match transform::step(&texts[from], node.step) {
+                    let (text, changes) = &texts[from];
+                    let skip = node.step == Transform::Lowercase && lowercasing == Lowercasing::Skipped;
+                    if skip && !text.is_ascii() {
+                        return None;
+                    }
+                    let changed =
+                        (!skip && changes.contains(node.step)).then(|| transform::transform(text, node.step)).flatten();
+                    let to = match changed {
                         None => from,
-                        Some(changed) => texts.iter().position(|t| *t == changed).unwrap_or_else(|| {
-                            texts.push(Cow::Owned(changed));
+                        Some(changed) => texts.iter().position(|(t, _)| *t == changed).unwrap_or_else(|| {
+                            let changes = transform::may_change(&changed);
+                            texts.push((Cow::Owned(changed), changes));
                             scan.done.push(Default::default());
                             texts.len() - 1
                         }),
@@ -600,23 +728,19 @@ impl RuleSet {
             };
             scan.slots[slot] = to;
         }
-        for (i, text) in texts.iter().enumerate() {
-            let mut chains =
-                plan.chains.iter().map(|&c| &self.chains[c]).filter(|c| scan.slots[c.slot] == i).peekable();
-            if chains.peek().is_none() || !self.prefilter.is_match(text.as_ref()) {
-                continue;
-            }
-            for p in chains.flat_map(|c| c.patterns.clone()) {
-                let pattern = &self.patterns[p];
-                if !pattern.targets.contains(&plan.target) || found.iter().any(|(r, _)| *r == pattern.rule) {
-                    continue;
-                }
-                if let Some(m) = self.single(p).find(text.as_ref()) {
-                    found.push((pattern.rule, excerpt(text, m.start(), m.end())));
-                }
-            }
-        }
-        found
+        Some(texts)
+    }
+
+    /// The chains of `plan` whose output is text `i` of the last `texts`.
+    fn chains_ending<'s>(&'s self, plan: &'s Plan, i: usize, scan: &'s Scan) -> impl Iterator<Item = &'s Chain> {
+        plan.chains.iter().map(|&c| &self.chains[c]).filter(move |c| scan.slots[c.slot] == i)
+    }
+
+    /// Whether the prefilter flags any text a chain of `plan` ends at.
+    fn flags_any(&self, plan: &Plan, texts: &[(Cow<str>, Transforms)], scan: &Scan) -> bool {
+        texts.iter().enumerate().any(|(i, (text, _))| {
+            self.chains_ending(plan, i, scan).next().is_some() && self.prefilter.is_match(text.as_ref())
+        })
     }
 
     /// Runs every rule's examples and counter-examples (`logwarden rules check`).
@@ -880,6 +1004,83 @@ mod tests {
         let places: Vec<_> = v.matches.iter().map(|(r, t, _)| (r.as_str(), *t)).collect();
         let (path, query) = (Target::Path, Target::Query);
         assert_eq!(places, [("both", path), ("path-only", path), ("exact", query), ("folded", query)]);
+    }
+
+    /// Every field of `ev` set to `value`, as the rules read them.
+    fn everywhere(value: &str) -> Event {
+        let mut ev = Event {
+            method: Some(value.into()),
+            path: Some(value.into()),
+            query: Some(value.into()),
+            user_agent: Some(value.into()),
+            referer: Some(value.into()),
+            body: Some(value.into()),
+            ..Event::default()
+        };
+        ev.headers.insert("x-test".into(), value.into());
+        ev
+    }
+
+    /// The built-in rules with their gate, and without it (every value through every chain).
+    fn gated_and_not() -> &'static (RuleSet, RuleSet) {
+        static SETS: std::sync::LazyLock<(RuleSet, RuleSet)> = std::sync::LazyLock::new(|| {
+            let mut ungated = RuleSet::load(None).expect("rules");
+            ungated.gated = false;
+            (RuleSet::load(None).expect("rules"), ungated)
+        });
+        &SETS
+    }
+
+    #[test]
+    fn the_gate_changes_no_verdict() {
+        let (gated, ungated) = gated_and_not();
+        assert!(gated.gated);
+        let mut values: Vec<String> = gated
+            .rules
+            .iter()
+            .flat_map(|r| r.examples.iter().chain(&r.counter_examples))
+            .flat_map(|v| {
+                let mixed: String =
+                    v.chars().enumerate().map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c }).collect();
+                [v.clone(), v.to_ascii_uppercase(), mixed]
+            })
+            .collect();
+        values.extend(
+            ["/products", "Mozilla/5.0 (X11; Linux x86_64)", "SELECT", "UnIoN SeLeCt 1", "/.ENV"].map(String::from),
+        );
+        let mut flagged = 0;
+        for v in &values {
+            let ev = everywhere(v);
+            let verdict = gated.evaluate(&ev);
+            flagged += usize::from(!verdict.rules.is_empty());
+            assert_eq!(verdict, ungated.evaluate(&ev), "{v:?}");
+        }
+        // The values are mostly attacks: the comparison is not between two empty verdicts.
+        assert!(flagged > values.len() / 2, "{flagged} of {}", values.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_gate_changes_no_verdict_on_any_value(
+            v in r"([a-zA-Z0-9 ;'&%+*/<>.=()-]|SELECT|UNION|script|ETC/PASSWD|\.\./|%2[eE]|%3[cC]|&lt;|/\*\*/){0,12}"
+        ) {
+            let (gated, ungated) = gated_and_not();
+            let ev = everywhere(&v);
+            proptest::prop_assert_eq!(gated.evaluate(&ev), ungated.evaluate(&ev));
+        }
+    }
+
+    #[test]
+    fn a_pattern_that_turns_case_folding_off_goes_without_the_gate() {
+        // On lowercased text `(?-i)abc` matches "ABC"; a case-folding prefilter would not see it
+        // in "ABC" (the flag wins), so the gate is off for such a set.
+        let set = rule_set(&[rule("strict", "\"query\"", "\"lowercase\"", "(?-i)abc")]);
+        assert!(!set.gated);
+        assert_eq!(query_rules(&set, "ABC"), ["strict"]);
+        assert!(!turns_a_flag_off(r"\(?-"));
+        assert!(turns_a_flag_off("x(?i-u:y)"));
+        assert!(turns_a_flag_off(r"\\(?-i)y"));
+        assert!(!turns_a_flag_off("(?i)y(?:z-)"));
     }
 
     #[test]

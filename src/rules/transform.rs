@@ -23,6 +23,21 @@ pub enum Transform {
 }
 
 impl Transform {
+    /// Whether two texts that differ only in the case of ASCII letters are still that after
+    /// this transform. Percent escapes are hex, either case; `%u` escapes, entity names and
+    /// base64 are not.
+    pub(crate) fn maps_case_variants_alike(self) -> bool {
+        matches!(
+            self,
+            Transform::UrlDecode
+                | Transform::Lowercase
+                | Transform::CompressWhitespace
+                | Transform::RemoveComments
+                | Transform::RemoveNulls
+                | Transform::NormalizePath
+        )
+    }
+
     /// Every transform, in the order they are declared (for tests and fuzzing).
     pub const ALL: [Transform; 9] = [
         Transform::UrlDecode,
@@ -49,11 +64,136 @@ pub fn apply<'a>(input: &'a str, transforms: &[Transform]) -> Cow<'a, str> {
     s
 }
 
+/// A set of transforms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Transforms(u16);
+
+impl Transforms {
+    pub(crate) fn contains(self, t: Transform) -> bool {
+        self.0 & (1 << t as u16) != 0
+    }
+
+    pub(crate) fn with(self, t: Transform) -> Self {
+        Self(self.0 | (1 << t as u16))
+    }
+
+    pub(crate) fn without(self, t: Transform) -> Self {
+        Self(self.0 & !(1 << t as u16))
+    }
+
+    pub(crate) fn meets(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl FromIterator<Transform> for Transforms {
+    fn from_iter<I: IntoIterator<Item = Transform>>(iter: I) -> Self {
+        iter.into_iter().fold(Self::default(), Self::with)
+    }
+}
+
+// The bytes the transforms act on, one bit per kind.
+const PERCENT: u16 = 1;
+const PLUS: u16 = 1 << 1;
+const AMP: u16 = 1 << 2;
+const UPPER: u16 = 1 << 3;
+/// `\t`, `\n`, vertical tab, form feed, `\r`.
+const CONTROL_SPACE: u16 = 1 << 4;
+const SPACE: u16 = 1 << 5;
+const STAR_OR_BANG: u16 = 1 << 6;
+const NUL: u16 = 1 << 7;
+const BACKSLASH: u16 = 1 << 8;
+const SLASH: u16 = 1 << 9;
+const NON_ASCII: u16 = 1 << 10;
+
+/// Byte -> its kind.
+const KINDS: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = match c as u8 {
+            b'%' => PERCENT,
+            b'+' => PLUS,
+            b'&' => AMP,
+            b'A'..=b'Z' => UPPER,
+            b'\t'..=b'\r' => CONTROL_SPACE,
+            b' ' => SPACE,
+            b'*' | b'!' => STAR_OR_BANG,
+            0 => NUL,
+            b'\\' => BACKSLASH,
+            b'/' => SLASH,
+            0x80.. => NON_ASCII,
+            _ => 0,
+        };
+        c += 1;
+    }
+    t
+};
+
+/// The transforms that may change `s`: one left out would leave it as it is. Read in one pass
+/// over the bytes (this runs over every field of every request), and conservative: being in
+/// the set only means "maybe". `Base64Decode` always is.
+///
+/// Apart from `Lowercase` and `Base64Decode` the answer does not depend on the case of ASCII
+/// letters, so it is the same for a text and its lowercase form: the rules' gate (see
+/// `RuleSet::scan`) relies on that.
+pub(crate) fn may_change(s: &str) -> Transforms {
+    use Transform::*;
+    let b = s.as_bytes();
+    let seen = b.iter().fold(0, |seen, c| seen | KINDS[*c as usize]);
+    let mut out = Transforms::default().with(Base64Decode);
+    let has = |kind: u16| seen & kind != 0;
+    if has(PERCENT | PLUS) {
+        out = out.with(UrlDecode);
+    }
+    // Any `%`, not only `%u`: `%U` becomes `%u` once lowercased.
+    if has(PERCENT) || (has(NON_ASCII) && s.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c))) {
+        out = out.with(UnicodeDecode);
+    }
+    // An entity is `&`, a name or number of at most ten bytes, and `;`.
+    if has(AMP) && memchr::memchr_iter(b'&', b).any(|i| b[i + 1..].iter().take(11).any(|c| *c == b';')) {
+        out = out.with(HtmlEntityDecode);
+    }
+    if has(UPPER) || (has(NON_ASCII) && s.chars().any(char::is_uppercase)) {
+        out = out.with(Lowercase);
+    }
+    let spaced = || pairs(b, |x, y| (x == b' ') & (y == b' ')) || b.first() == Some(&b' ') || b.last() == Some(&b' ');
+    if has(CONTROL_SPACE) || (has(SPACE) && spaced()) {
+        out = out.with(CompressWhitespace);
+    }
+    if has(STAR_OR_BANG) && (s.contains("/*") || s.contains("<!--")) {
+        out = out.with(RemoveComments);
+    }
+    if has(NUL) {
+        out = out.with(RemoveNulls);
+    }
+    // `/./` is looked for as `/.` and `./` anywhere.
+    let odd_path = || {
+        pairs(b, |x, y| (x == b'/') & (y == b'/'))
+            || pairs(b, |x, y| (x == b'/') & (y == b'.')) && pairs(b, |x, y| (x == b'.') & (y == b'/'))
+    };
+    if has(BACKSLASH) || (has(SLASH) && odd_path()) {
+        out = out.with(NormalizePath);
+    }
+    out
+}
+
+/// Whether `hit` holds for any two adjacent bytes. Without a branch per byte, so the compiler
+/// can compare many pairs at once.
+fn pairs(b: &[u8], hit: impl Fn(u8, u8) -> bool) -> bool {
+    b.iter().zip(b.iter().skip(1)).fold(false, |any, (x, y)| any | hit(*x, *y))
+}
+
 /// One transform, or `None` when it would not change `s`.
 pub(crate) fn step(s: &str, t: Transform) -> Option<String> {
+    if may_change(s).contains(t) { transform(s, t) } else { None }
+}
+
+/// One transform, without first looking whether it has anything to do (see `may_change`).
+/// `None`, or the same text, when it changed nothing.
+pub(crate) fn transform(s: &str, t: Transform) -> Option<String> {
     match t {
         Transform::UrlDecode => {
-            memchr::memchr2(b'%', b'+', s.as_bytes())?;
             let mut cur = s.to_string();
             // `+` means a space only in the text as sent; after one decoding it is a plus.
             for round in 0..4 {
@@ -67,37 +207,15 @@ pub(crate) fn step(s: &str, t: Transform) -> Option<String> {
         }
         Transform::UnicodeDecode => {
             let fullwidth = !s.is_ascii() && s.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c));
-            let escaped = memchr::memchr(b'%', s.as_bytes()).is_some() && s.contains("%u");
-            (escaped || fullwidth).then(|| fullwidth_to_ascii(&unicode_decode(s)))
+            (fullwidth || s.contains("%u")).then(|| fullwidth_to_ascii(&unicode_decode(s)))
         }
-        Transform::HtmlEntityDecode => s.contains('&').then(|| html_decode(s)),
-        Transform::Lowercase if s.is_ascii() => {
-            s.bytes().any(|c| c.is_ascii_uppercase()).then(|| s.to_ascii_lowercase())
-        }
-        Transform::Lowercase => s.chars().any(char::is_uppercase).then(|| s.to_lowercase()),
-        Transform::CompressWhitespace => {
-            let b = s.as_bytes();
-            let messy = b.iter().any(|c| matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
-                || memchr::memmem::find(b, b"  ").is_some()
-                || b.first() == Some(&b' ')
-                || b.last() == Some(&b' ');
-            messy.then(|| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        }
-        Transform::RemoveComments => {
-            let open = memchr::memchr2(b'*', b'!', s.as_bytes()).is_some() && (s.contains("/*") || s.contains("<!--"));
-            open.then(|| remove_comments(s))
-        }
-        Transform::RemoveNulls => s.contains('\0').then(|| s.replace('\0', "")),
-        Transform::NormalizePath => {
-            let b = s.as_bytes();
-            let odd = memchr::memchr(b'\\', b).is_some()
-                || memchr::memchr_iter(b'/', b).any(|i| match b.get(i + 1) {
-                    Some(b'/') => true,
-                    Some(b'.') => b.get(i + 2) == Some(&b'/'),
-                    _ => false,
-                });
-            odd.then(|| normalize_path(s))
-        }
+        Transform::HtmlEntityDecode => Some(html_decode(s)),
+        Transform::Lowercase if s.is_ascii() => Some(s.to_ascii_lowercase()),
+        Transform::Lowercase => Some(s.to_lowercase()),
+        Transform::CompressWhitespace => Some(s.split_whitespace().collect::<Vec<_>>().join(" ")),
+        Transform::RemoveComments => Some(remove_comments(s)),
+        Transform::RemoveNulls => Some(s.replace('\0', "")),
+        Transform::NormalizePath => Some(normalize_path(s)),
         Transform::Base64Decode => base64_decode(s),
     }
 }
@@ -276,8 +394,48 @@ fn base64_decode(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use Transform::*;
+
+    /// Values with the bytes the transforms act on, in both cases.
+    fn value() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(r"([a-zA-Z0-9 ;#&%+*!<>/\\.=\-\t\x00]|%[uU]00[0-9a-fA-F]{2}|&(lt|#x3C|#60|amp|newline|#x000003C);|/\*|<!--|//|/\./|  |＜){0,24}")
+            .expect("a valid strategy")
+    }
+
+    proptest! {
+        /// `may_change` may only err towards yes: a transform it rules out changes nothing.
+        #[test]
+        fn what_may_not_change_does_not(s in value()) {
+            for t in Transform::ALL {
+                let out = transform(&s, t);
+                prop_assert!(may_change(&s).contains(t) || out.as_deref().is_none_or(|o| o == s), "{t:?} changed {s:?} to {out:?}");
+            }
+        }
+
+        /// The rules' gate skips `Lowercase` on ASCII values, which holds only while the other
+        /// transforms see the same thing in a value and in its lowercase form.
+        #[test]
+        fn may_change_is_blind_to_ascii_case(s in value()) {
+            let lower = s.to_ascii_lowercase();
+            prop_assert_eq!(may_change(&s).without(Lowercase), may_change(&lower).without(Lowercase));
+        }
+
+        /// What `maps_case_variants_alike` promises: a text and its lowercase and uppercase
+        /// forms give texts that differ only in case. The rules' gate leaves lowercasing out
+        /// before these transforms.
+        #[test]
+        fn case_variants_map_alike(s in value()) {
+            let folded = |x: &str, t| step(x, t).unwrap_or_else(|| x.to_string()).to_ascii_lowercase();
+            for t in Transform::ALL.into_iter().filter(|t| t.maps_case_variants_alike()) {
+                let want = folded(&s, t);
+                prop_assert_eq!(&folded(&s.to_ascii_lowercase(), t), &want, "{:?} on {:?}", t, s);
+                prop_assert_eq!(&folded(&s.to_ascii_uppercase(), t), &want, "{:?} on {:?}", t, s);
+            }
+        }
+    }
 
     #[test]
     fn evasions_are_undone() {
