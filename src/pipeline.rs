@@ -15,9 +15,9 @@
 //! whichever worker finished first.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::event::{Event, LineFlag, Origin};
@@ -38,6 +38,35 @@ const CHUNK: usize = 1024;
 const QUEUE: usize = 2;
 /// How often the index loop hands free memory back (see `release_free_memory`).
 const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// Emptied chunks kept for reuse, of each kind.
+const SPARE_CHUNKS: usize = 2;
+
+/// Emptied chunks, handed back to the stage that fills them. A chunk of 1,024 events is about
+/// 800 KB; allocated afresh each time, its pages were faulted in again each time, since the
+/// allocator returns freed memory to the system at once (see `logwarden::Allocator`).
+struct Spare<T> {
+    chunks: Mutex<Vec<Vec<T>>>,
+}
+
+impl<T> Spare<T> {
+    fn new() -> Self {
+        Self { chunks: Mutex::new(Vec::new()) }
+    }
+
+    /// An empty chunk with room for `CHUNK` items.
+    fn take(&self) -> Vec<T> {
+        self.chunks.lock().ok().and_then(|mut c| c.pop()).unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    }
+
+    fn give(&self, mut chunk: Vec<T>) {
+        chunk.clear();
+        if let Ok(mut c) = self.chunks.lock()
+            && c.len() < SPARE_CHUNKS
+        {
+            c.push(chunk);
+        }
+    }
+}
 
 /// What the parse stage hands on. Events are by far the common variant, so they are kept
 /// inline rather than boxed: boxing would cost an allocation per event for the rare `Advance`.
@@ -128,6 +157,8 @@ impl Pipeline {
         // Set when the index stage stops, on shutdown or on an error: the parse thread then
         // stops too (dropping its senders stops the workers), so the scope can end.
         let halt = AtomicBool::new(false);
+        let (spare_parsed, spare_ready) = (Spare::<Parsed>::new(), Spare::<Ready>::new());
+        let (spare_parsed, spare_ready) = (&spare_parsed, &spare_ready);
         std::thread::scope(|scope| {
             let mut work_txs = Vec::with_capacity(workers);
             for i in 0..workers {
@@ -138,14 +169,13 @@ impl Pipeline {
                 std::thread::Builder::new()
                     .name(format!("redact-{i}"))
                     .spawn_scoped(scope, move || {
-                        for (seq, items) in rx {
+                        for (seq, mut items) in rx {
                             if let Some(d) = &mut detector {
                                 d.refresh();
                             }
-                            let ready = items
-                                .into_iter()
-                                .map(|p| prepare(p, &redactor, detector.as_ref(), &counters))
-                                .collect();
+                            let mut ready = spare_ready.take();
+                            ready.extend(items.drain(..).map(|p| prepare(p, &redactor, detector.as_ref(), &counters)));
+                            spare_parsed.give(items);
                             if ready_tx.send((seq, ready)).is_err() {
                                 return;
                             }
@@ -158,9 +188,9 @@ impl Pipeline {
             let stopped = || shutdown.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
             std::thread::Builder::new()
                 .name("parse".into())
-                .spawn_scoped(scope, move || parse.run(rx, work_txs, &stopped))
+                .spawn_scoped(scope, move || parse.run(rx, work_txs, spare_parsed, &stopped))
                 .expect("spawn parse thread");
-            let result = index_loop(store, recorder, spool, ready_rx, &counters, interval, shutdown);
+            let result = index_loop(store, recorder, spool, (ready_rx, spare_ready), &counters, interval, shutdown);
             halt.store(true, Ordering::Relaxed);
             result
         })
@@ -196,7 +226,13 @@ impl Parse {
     /// Parses batches in arrival order, numbering each unit of work, and deals them out to the
     /// workers in turn. Stops when `stopped` says so or when the sources hang up; dropping the senders
     /// then stops the workers and, after them, the index stage.
-    fn run(&mut self, rx: Receiver<Batch>, workers: Vec<SyncSender<(u64, Vec<Parsed>)>>, stopped: &dyn Fn() -> bool) {
+    fn run(
+        &mut self,
+        rx: Receiver<Batch>,
+        workers: Vec<SyncSender<(u64, Vec<Parsed>)>>,
+        spare: &Spare<Parsed>,
+        stopped: &dyn Fn() -> bool,
+    ) {
         let mut seq = 0u64;
         while !stopped() {
             let batch = match rx.recv_timeout(Duration::from_millis(100)) {
@@ -204,7 +240,7 @@ impl Parse {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut out = Vec::with_capacity(batch.len().min(CHUNK));
+            let mut out = spare.take();
             for item in batch {
                 out.push(match item {
                     Item::Position { fingerprint, offset } => Parsed::Advance(fingerprint, offset),
@@ -215,14 +251,16 @@ impl Parse {
                     // so /health never shows fewer records than search finds (a few entries
                     // copied per 1,024 records).
                     self.publish();
-                    let chunk = std::mem::replace(&mut out, Vec::with_capacity(CHUNK));
+                    let chunk = std::mem::replace(&mut out, spare.take());
                     if workers[seq as usize % workers.len()].send((seq, chunk)).is_err() {
                         return;
                     }
                     seq += 1;
                 }
             }
-            if !out.is_empty() {
+            if out.is_empty() {
+                spare.give(out);
+            } else {
                 self.publish();
                 if workers[seq as usize % workers.len()].send((seq, out)).is_err() {
                     return;
@@ -287,7 +325,7 @@ fn index_loop(
     mut store: IndexStore,
     mut recorder: Recorder,
     mut spool: Option<SpoolWriter>,
-    ready: Receiver<(u64, Vec<Ready>)>,
+    (ready, spare): (Receiver<(u64, Vec<Ready>)>, &Spare<Ready>),
     counters: &IngestCounters,
     interval: Duration,
     shutdown: &AtomicBool,
@@ -306,8 +344,8 @@ fn index_loop(
         match ready.recv_timeout(timeout) {
             Ok((seq, items)) => {
                 early.insert(seq, items);
-                while let Some(items) = early.remove(&next) {
-                    for item in items {
+                while let Some(mut items) = early.remove(&next) {
+                    for item in items.drain(..) {
                         match item {
                             Ready::Advance(fp, offset) => store.advance(&fp, offset),
                             Ready::Add(origin, ev) => {
@@ -327,6 +365,7 @@ fn index_loop(
                             }
                         }
                     }
+                    spare.give(items);
                     next += 1;
                 }
             }
