@@ -39,7 +39,7 @@ const QUEUE: usize = 2;
 /// How often the index loop hands free memory back (see `release_free_memory`).
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Emptied chunks kept for reuse, of each kind.
-const SPARE_CHUNKS: usize = 2;
+const SPARE_CHUNKS: usize = 4;
 
 /// Emptied chunks, handed back to the stage that fills them. A chunk of 1,024 events is about
 /// 800 KB; allocated afresh each time, its pages were faulted in again each time, since the
