@@ -1071,6 +1071,16 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_that_reads_case_after_lowercasing_is_run_in_full() {
+        // Entity names are read as written: `&LT;` is decoded only once lowercased, so the
+        // first pass may not leave lowercasing out of this chain.
+        let set = rule_set(&[rule("entity", "\"query\"", "\"lowercase\", \"html_entity_decode\"", "<x")]);
+        assert!(set.gated);
+        assert_eq!(query_rules(&set, "&LT;x"), ["entity"]);
+        assert_eq!(query_rules(&set, "&lt;x"), ["entity"]);
+    }
+
+    #[test]
     fn a_pattern_that_turns_case_folding_off_goes_without_the_gate() {
         // On lowercased text `(?-i)abc` matches "ABC"; a case-folding prefilter would not see it
         // in "ABC" (the flag wins), so the gate is off for such a set.
