@@ -194,16 +194,15 @@ pub(crate) fn step(s: &str, t: Transform) -> Option<String> {
 pub(crate) fn transform(s: &str, t: Transform) -> Option<String> {
     match t {
         Transform::UrlDecode => {
-            let mut cur = s.to_string();
             // `+` means a space only in the text as sent; after one decoding it is a plus.
-            for round in 0..4 {
-                let d = url_decode(&cur, round == 0);
-                if d == cur {
-                    break;
+            let mut cur = url_decode(s, true)?;
+            for _ in 1..4 {
+                match url_decode(&cur, false) {
+                    Some(d) => cur = d,
+                    None => break,
                 }
-                cur = d;
             }
-            (cur != s).then_some(cur)
+            Some(cur)
         }
         Transform::UnicodeDecode => {
             let fullwidth = !s.is_ascii() && s.chars().any(|c| ('\u{ff01}'..='\u{ff5e}').contains(&c));
@@ -212,7 +211,7 @@ pub(crate) fn transform(s: &str, t: Transform) -> Option<String> {
         Transform::HtmlEntityDecode => Some(html_decode(s)),
         Transform::Lowercase if s.is_ascii() => Some(s.to_ascii_lowercase()),
         Transform::Lowercase => Some(s.to_lowercase()),
-        Transform::CompressWhitespace => Some(s.split_whitespace().collect::<Vec<_>>().join(" ")),
+        Transform::CompressWhitespace => Some(compress_whitespace(s)),
         Transform::RemoveComments => Some(remove_comments(s)),
         Transform::RemoveNulls => Some(s.replace('\0', "")),
         Transform::NormalizePath => Some(normalize_path(s)),
@@ -224,30 +223,46 @@ fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
-fn url_decode(s: &str, plus_as_space: bool) -> String {
+/// One round of percent-decoding, or `None` when the text has nothing to decode. Copies the
+/// runs between escapes whole, and allocates only once it has decoded something.
+fn url_decode(s: &str, plus_as_space: bool) -> Option<String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if plus_as_space => out.push(b' '),
-            c => out.push(c),
+    let mut out = Vec::new();
+    // `b[..done]` is in `out`, or is left as it is.
+    let mut done = 0;
+    let mut from = 0;
+    while let Some(at) = memchr::memchr2(b'%', b'+', &b[from..]).map(|i| from + i) {
+        let decoded = match b[at] {
+            b'+' if plus_as_space => Some((b' ', 1)),
+            b'%' if at + 2 < b.len() => hex(b[at + 1]).zip(hex(b[at + 2])).map(|(h, l)| (h * 16 + l, 3)),
+            _ => None,
+        };
+        from = at + 1;
+        if let Some((byte, used)) = decoded {
+            out.reserve(b.len());
+            out.extend_from_slice(&b[done..at]);
+            out.push(byte);
+            done = at + used;
+            from = done;
         }
-        i += 1;
     }
-    // Overlong UTF-8 forms of `/`, `\` and `.` that old servers accepted.
-    let mut fixed = Vec::with_capacity(out.len());
+    if done == 0 {
+        return None;
+    }
+    out.extend_from_slice(&b[done..]);
+    // Overlong UTF-8 forms of `/`, `\` and `.` that old servers accepted. Their first byte is
+    // never in UTF-8 text, so only a decoded escape can give one.
+    if out.iter().any(|c| matches!(c, 0xc0 | 0xc1)) {
+        out = overlong_forms_undone(&out);
+    }
+    Some(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+fn overlong_forms_undone(b: &[u8]) -> Vec<u8> {
+    let mut fixed = Vec::with_capacity(b.len());
     let mut j = 0;
-    while j < out.len() {
-        match (out[j], out.get(j + 1)) {
+    while j < b.len() {
+        match (b[j], b.get(j + 1)) {
             (0xc0, Some(0xaf)) => fixed.push(b'/'),
             (0xc1, Some(0x9c)) => fixed.push(b'\\'),
             (0xc0, Some(0xae)) => fixed.push(b'.'),
@@ -259,7 +274,20 @@ fn url_decode(s: &str, plus_as_space: bool) -> String {
         }
         j += 2;
     }
-    String::from_utf8_lossy(&fixed).into_owned()
+    fixed
+}
+
+/// Runs of whitespace as one space, none at either end: `split_whitespace` joined by spaces,
+/// without the vector of words between.
+fn compress_whitespace(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 fn unicode_decode(s: &str) -> String {
@@ -359,22 +387,28 @@ fn remove_comments(s: &str) -> String {
 /// `\` as `/`, then `/./` as `/` and runs of `/` as one, in one pass (each used to be a
 /// `replace` until nothing changed: a copy of the text each).
 fn normalize_path(s: &str) -> String {
-    let slash = |b: u8| if b == b'\\' { b'/' } else { b };
     let b = s.as_bytes();
+    let is_slash = |c: Option<&u8>| matches!(c, Some(b'/' | b'\\'));
     let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let c = slash(b[i]);
-        let after_slash = out.last() == Some(&b'/');
-        if after_slash && c == b'.' && b.get(i + 1).map(|n| slash(*n)) == Some(b'/') {
-            i += 2;
-        } else if after_slash && c == b'/' {
-            i += 1;
-        } else {
-            out.push(c);
-            i += 1;
+    let mut from = 0;
+    // The text between separators is copied whole; at each separator, what follows it up to
+    // the next part that stays is dropped.
+    while let Some(at) = memchr::memchr2(b'/', b'\\', &b[from..]).map(|i| from + i) {
+        // Never empty but at the start: the loop below stops only before a byte that stays.
+        out.extend_from_slice(&b[from..at]);
+        out.push(b'/');
+        from = at + 1;
+        loop {
+            if is_slash(b.get(from)) {
+                from += 1;
+            } else if b.get(from) == Some(&b'.') && is_slash(b.get(from + 1)) {
+                from += 2;
+            } else {
+                break;
+            }
         }
     }
+    out.extend_from_slice(&b[from..]);
     // Only ASCII bytes were dropped or changed, so the rest is the text's own UTF-8.
     String::from_utf8(out).expect("whole characters only")
 }
@@ -429,10 +463,52 @@ mod tests {
         p
     }
 
+    /// URL decoding as it was written first: a byte loop per round, into a new string, until a
+    /// round changed nothing.
+    fn url_decode_by_bytes(s: &str) -> Option<String> {
+        let round = |s: &str, plus_as_space: bool| {
+            let b = s.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+                    (b'%', Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 3;
+                        continue;
+                    }
+                    (b'+', ..) if plus_as_space => out.push(b' '),
+                    (c, ..) => out.push(c),
+                }
+                i += 1;
+            }
+            String::from_utf8_lossy(&overlong_forms_undone(&out)).into_owned()
+        };
+        let mut cur = s.to_string();
+        for r in 0..4 {
+            let d = round(&cur, r == 0);
+            if d == cur {
+                break;
+            }
+            cur = d;
+        }
+        (cur != s).then_some(cur)
+    }
+
     proptest! {
         #[test]
         fn one_pass_normalizes_paths_as_the_rewrites_did(s in r"[a./\\é]{0,16}") {
             prop_assert_eq!(normalize_path(&s), normalize_path_by_rewrites(&s));
+        }
+
+        #[test]
+        fn url_decoding_copies_runs_as_the_byte_loop_did(s in r"([a-z+é%/.]|%[0-9a-fA-F]{2}|%25[0-9a-fA-F]{2}|%[cC][01]%[aA9][fFeEcC]){0,12}") {
+            prop_assert_eq!(transform(&s, UrlDecode), url_decode_by_bytes(&s));
+        }
+
+        #[test]
+        fn whitespace_is_compressed_as_split_and_join_did(s in r"[a \t\n\x0b\r\u{a0}\u{3000}é]{0,16}") {
+            prop_assert_eq!(compress_whitespace(&s), s.split_whitespace().collect::<Vec<_>>().join(" "));
         }
 
         /// `may_change` may only err towards yes: a transform it rules out changes nothing.
