@@ -80,7 +80,7 @@ impl Target {
         }
     }
 
-    fn values(self, ev: &Event) -> impl Iterator<Item = &str> {
+    fn values(self, ev: &Event) -> Values<'_> {
         let one = match self {
             Target::Path => ev.path.as_deref(),
             Target::Query => ev.query.as_deref(),
@@ -88,10 +88,27 @@ impl Target {
             Target::Referer => ev.referer.as_deref(),
             Target::Body => ev.body.as_deref(),
             Target::Method => ev.method.as_deref(),
-            Target::Headers => None,
+            Target::Headers => return Values::Many(ev.headers.values()),
         };
-        let many = (self == Target::Headers).then(|| ev.headers.values().map(String::as_str));
-        one.into_iter().chain(many.into_iter().flatten())
+        Values::One(one)
+    }
+}
+
+/// The values of one target in an event. An enum rather than a chain of iterators, whose state
+/// is several times larger and is moved at every step.
+enum Values<'e> {
+    One(Option<&'e str>),
+    Many(std::collections::btree_map::Values<'e, String, String>),
+}
+
+impl<'e> Iterator for Values<'e> {
+    type Item = &'e str;
+
+    fn next(&mut self) -> Option<&'e str> {
+        match self {
+            Values::One(one) => one.take(),
+            Values::Many(many) => many.next().map(String::as_str),
+        }
     }
 }
 
