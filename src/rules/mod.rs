@@ -703,8 +703,8 @@ impl RuleSet {
     }
 
     /// The distinct texts the chains of `plan` make of `value`, each with the transforms that
-    /// may change it; `scan.slots` then says which text each chain prefix gave. With
-    /// lowercasing skipped, `None` when a text to lowercase is not ASCII.
+    /// may change it if they were needed; `scan.slots` then says which text each chain prefix
+    /// gave. With lowercasing skipped, `None` when a text to lowercase is not ASCII.
     fn texts<'a>(
         &self,
         plan: &Plan,
@@ -712,8 +712,10 @@ impl RuleSet {
         changes: Transforms,
         scan: &mut Scan,
         lowercasing: Lowercasing,
-    ) -> Option<Vec<(Cow<'a, str>, Transforms)>> {
-        let mut texts: Vec<(Cow<str>, Transforms)> = vec![(Cow::Borrowed(value), changes)];
+    ) -> Option<Vec<(Cow<'a, str>, Option<Transforms>)>> {
+        // Each text with the transforms that may change it, read only when a step follows: the
+        // text at the end of a chain, as most made ones are, needs no such pass.
+        let mut texts: Vec<(Cow<str>, Option<Transforms>)> = vec![(Cow::Borrowed(value), Some(changes))];
         scan.slots.resize(self.nodes.len() + 1, 0);
         scan.done.clear();
         scan.done.push(Default::default());
@@ -723,18 +725,17 @@ impl RuleSet {
             let to = match scan.done[from][node.step as usize] {
                 Some(to) => to,
                 None => {
-                    let (text, changes) = &texts[from];
                     let skip = node.step == Transform::Lowercase && lowercasing == Lowercasing::Skipped;
+                    let (text, changes) = &mut texts[from];
                     if skip && !text.is_ascii() {
                         return None;
                     }
-                    let changed =
-                        (!skip && changes.contains(node.step)).then(|| transform::transform(text, node.step)).flatten();
+                    let mut may = |t| changes.get_or_insert_with(|| transform::may_change(text)).contains(t);
+                    let changed = (!skip && may(node.step)).then(|| transform::transform(text, node.step)).flatten();
                     let to = match changed {
                         None => from,
                         Some(changed) => texts.iter().position(|(t, _)| *t == changed).unwrap_or_else(|| {
-                            let changes = transform::may_change(&changed);
-                            texts.push((Cow::Owned(changed), changes));
+                            texts.push((Cow::Owned(changed), None));
                             scan.done.push(Default::default());
                             texts.len() - 1
                         }),
@@ -754,7 +755,7 @@ impl RuleSet {
     }
 
     /// Whether the prefilter flags any text a chain of `plan` ends at.
-    fn flags_any(&self, plan: &Plan, texts: &[(Cow<str>, Transforms)], scan: &Scan) -> bool {
+    fn flags_any(&self, plan: &Plan, texts: &[(Cow<str>, Option<Transforms>)], scan: &Scan) -> bool {
         texts.iter().enumerate().any(|(i, (text, _))| {
             self.chains_ending(plan, i, scan).next().is_some() && self.prefilter.is_match(text.as_ref())
         })
