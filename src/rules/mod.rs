@@ -134,6 +134,7 @@ pub enum Condition {
 const MAX_FORWARDED_HOPS: usize = 10;
 
 impl Condition {
+    #[inline]
     fn holds(&self, ev: &Event) -> bool {
         match self {
             Condition::UserAgentMissing => {
@@ -642,7 +643,11 @@ impl RuleSet {
         }
         let Scan { matches, .. } = scan;
         let mut hit: Vec<usize> = matches.iter().map(|(r, ..)| *r).collect();
-        hit.extend(self.structural.iter().filter(|&&i| self.rules[i].condition.as_ref().is_some_and(|c| c.holds(ev))));
+        for &i in &self.structural {
+            if self.rules[i].condition.as_ref().is_some_and(|c| c.holds(ev)) {
+                hit.push(i);
+            }
+        }
         // In the order of the rules, as each rule is either a pattern rule or a condition.
         hit.sort_unstable();
         let mut v = Verdict::default();
