@@ -239,7 +239,10 @@ fn url_decode(s: &str, plus_as_space: bool) -> Option<String> {
         };
         from = at + 1;
         if let Some((byte, used)) = decoded {
-            out.reserve(b.len());
+            // Decoding never lengthens the text: one allocation, at the first escape.
+            if out.capacity() == 0 {
+                out.reserve_exact(b.len());
+            }
             out.extend_from_slice(&b[done..at]);
             out.push(byte);
             done = at + used;
