@@ -11,6 +11,7 @@
 //!    `Bearer` tokens, AWS access keys, PEM private keys and `user:password@` in URLs,
 //!    found by one multi-pattern regex so each field is scanned once.
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use hmac::{Hmac, KeyInit, Mac};
 use regex_automata::Input;
 use regex_automata::meta::Regex;
@@ -46,6 +47,9 @@ const SENSITIVE_WORDS: &[&str] = &[
     "credential",
     "pin",
 ];
+
+/// Keys sensitive only as they are: `keyboard=` and `passage=` are not.
+const EXACT_KEYS: &[&str] = &["key", "pass", "pwd"];
 
 /// Keys whose whole value (to the end of the line or quote) is secret, spaces included.
 const WHOLE_VALUE_KEYS: &[&str] = &["authorization", "proxyauthorization", "cookie", "setcookie"];
@@ -108,6 +112,10 @@ const PATTERNS: &[(Pattern, &str)] = &[
 #[derive(Clone)]
 pub struct Redactor {
     extra_words: Vec<String>,
+    /// Every word that can make a key sensitive, built-in and configured, found in one pass:
+    /// a key holding none of them (the digits of a time, `id`, `page`, most keys) is let go
+    /// without a substring search per word.
+    any_word: AhoCorasick,
     replacement: Replacement,
     values: Regex,
 }
@@ -123,7 +131,13 @@ impl Redactor {
     pub fn new(extra_keys: &[String], replacement: Replacement) -> Self {
         let patterns: Vec<&str> = PATTERNS.iter().map(|(_, p)| *p).collect();
         let values = Regex::new_many(&patterns).expect("built-in redaction patterns compile");
-        Self { extra_words: extra_keys.iter().map(|k| normalise(k)).collect(), replacement, values }
+        let extra_words: Vec<String> = extra_keys.iter().map(|k| normalise(k)).collect();
+        let words = EXACT_KEYS.iter().chain(SENSITIVE_WORDS).copied().chain(extra_words.iter().map(String::as_str));
+        let any_word = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(words)
+            .expect("a few short words make a small automaton");
+        Self { extra_words, any_word, replacement, values }
     }
 
     /// Redacts every text field of `ev`.
@@ -264,12 +278,11 @@ impl Redactor {
     }
 
     fn is_sensitive_key(&self, norm: &str) -> bool {
-        if norm.is_empty() {
+        // Each test below needs one of the words inside `norm`.
+        if norm.is_empty() || !self.any_word.is_match(norm) {
             return false;
         }
-        norm == "key"
-            || norm == "pass"
-            || norm == "pwd"
+        EXACT_KEYS.contains(&norm)
             || SENSITIVE_WORDS.iter().any(|w| contains_word(norm, w))
             || self.extra_words.iter().any(|w| norm.contains(w.as_str()))
     }
@@ -556,5 +569,26 @@ mod tests {
         assert_eq!(e.query.as_deref(), Some("token=[REDACTED]"));
         assert_eq!(e.headers["x-api-key"], REDACTED);
         assert_eq!(e.headers["accept"], "text/html");
+    }
+
+    /// The key test as it was written before the one-pass check of the words: a substring
+    /// search per word.
+    fn is_sensitive_key_by_words(extra_words: &[String], norm: &str) -> bool {
+        !norm.is_empty()
+            && (EXACT_KEYS.contains(&norm)
+                || SENSITIVE_WORDS.iter().any(|w| contains_word(norm, w))
+                || extra_words.iter().any(|w| norm.contains(w.as_str())))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_are_judged_as_word_by_word(
+            norm in r"(pass|word|pwd|key|pin|ssn|cvv|session|id|token|api|secret|card|xinternal|[a-z0-9]){0,5}",
+            extra in r"[a-z0-9]{0,3}",
+        ) {
+            let extra = vec![extra];
+            let r = Redactor::new(&extra, Replacement::Fixed);
+            proptest::prop_assert_eq!(r.is_sensitive_key(&norm), is_sensitive_key_by_words(&extra, &norm));
+        }
     }
 }
