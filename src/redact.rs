@@ -142,6 +142,13 @@ impl Redactor {
 
     /// Redacts every text field of `ev`.
     pub fn redact(&self, mut ev: Event) -> Redacted {
+        // No value pattern looks past the text it matches, but for the PEM block's `$` (the end
+        // of the text), and a text holding a PEM header matches in any text around it too. So
+        // when no pattern matches anywhere in the line, none matches in a field that is a part
+        // of it, as most fields are: those are not searched again.
+        let raw = std::mem::take(&mut ev.raw);
+        let in_raw = self.values.is_match(&raw);
+        let search = |field: &str| in_raw || !occurs_in(raw.as_bytes(), field.as_bytes());
         for field in [
             &mut ev.path,
             &mut ev.query,
@@ -157,39 +164,44 @@ impl Redactor {
         .into_iter()
         .flatten()
         {
-            self.scrub_in_place(field);
+            if let Some(clean) = self.scrub_searching(field, search(field)) {
+                *field = clean;
+            }
         }
         for (name, value) in ev.headers.iter_mut() {
             if name.eq_ignore_ascii_case("cookie") {
                 *value = self.redact_cookies(value);
             } else if self.is_sensitive_key(&normalise(name)) {
                 *value = self.replacement_for(value);
-            } else {
-                self.scrub_in_place(value);
+            } else if let Some(clean) = self.scrub_searching(value, search(value)) {
+                *value = clean;
             }
         }
-        if let Some(clean) = self.scrub(&ev.raw) {
-            ev.raw = clean;
-            // The timestamp may have moved: the whole line is indexed.
-            ev.time_in_raw = None;
-        }
+        ev.raw = match self.scrub_searching(&raw, in_raw) {
+            Some(clean) => {
+                // The timestamp may have moved: the whole line is indexed.
+                ev.time_in_raw = None;
+                clean
+            }
+            None => raw,
+        };
         Redacted(ev)
-    }
-
-    fn scrub_in_place(&self, s: &mut String) {
-        if let Some(clean) = self.scrub(s) {
-            *s = clean;
-        }
     }
 
     /// The redacted text, or `None` when nothing in `text` is secret (the common case, which
     /// then costs no allocation).
     pub fn scrub(&self, text: &str) -> Option<String> {
+        self.scrub_searching(text, true)
+    }
+
+    /// [`Redactor::scrub`], where `values` says whether a value pattern may match in `text`;
+    /// the sensitive keys' values are looked for either way.
+    fn scrub_searching(&self, text: &str, values: bool) -> Option<String> {
         let mut spans = self.key_value_spans(text);
         // A rejected candidate (a long number that fails Luhn) is retried one byte later, so
         // a card glued behind other digits (`%204539...`) is still found.
         let mut at = 0;
-        while let Some(m) = self.values.search(&Input::new(text).range(at..)) {
+        while values && let Some(m) = self.values.search(&Input::new(text).range(at..)) {
             let (pattern, _) = PATTERNS[m.pattern().as_usize()];
             let (start, mut end) = (m.start(), m.end());
             let accepted = match pattern {
@@ -356,6 +368,17 @@ impl Redactor {
         }
         spans
     }
+}
+
+/// Whether `part` occurs in `text`, found by its first byte and a comparison: a substring
+/// searcher built for a needle used once costs more than the search. After 16 places that
+/// start with the same byte it gives up and says no, so a hostile line costs at most 16
+/// comparisons of `part` (and `part` is then searched as it would have been).
+fn occurs_in(text: &[u8], part: &[u8]) -> bool {
+    let Some(&first) = part.first() else {
+        return true;
+    };
+    memchr::memchr_iter(first, text).take(16).any(|i| text[i..].starts_with(part))
 }
 
 fn value_end(b: &[u8], start: usize, quote: Option<u8>, whole: bool, equals: bool) -> usize {
@@ -581,6 +604,41 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Fields that are parts of the line, and fields that are not, come out as each
+        /// scrubbed alone, whether or not the line holds a value pattern.
+        #[test]
+        fn each_field_is_redacted_as_if_scrubbed_alone(
+            raw in r"([ /?=:aeB14-]{0,6}(Bearer abcdefgh12|4111 1111 1111 1111|123-45-6789|AKIAIOSFODNN7EXAMPLE|eyJhbGciOi\.eyJzdWIiOi\.x|https://u:pw@h|-----BEGIN RSA PRIVATE KEY-----|token=)?){0,3}",
+            cuts in proptest::collection::vec((0usize..200, 0usize..200), 4),
+            // Not a part of the line (but by chance): a secret whose first byte the line may
+            // well hold.
+            other in r"(Bearer abcdefgh12|123-45-6789|4111 1111 1111 1111|eyJhbGciOi\.eyJzdWIiOi\.x)[ /?=a1]{0,3}",
+        ) {
+            // Every byte above is ASCII: any cut is a char boundary.
+            let part = |(a, b): (usize, usize)| {
+                let (a, b) = (a.min(raw.len()), b.min(raw.len()));
+                raw[a.min(b)..a.max(b)].to_string()
+            };
+            let ev = Event {
+                raw: raw.clone(),
+                path: Some(part(cuts[0])),
+                query: Some(part(cuts[1])),
+                user_agent: Some(part(cuts[2])),
+                referer: Some(other.clone()),
+                headers: [("x-forwarded-for".to_string(), part(cuts[3]))].into(),
+                ..Event::default()
+            };
+            let r = r();
+            let alone = |s: &str| r.scrub(s).unwrap_or_else(|| s.to_string());
+            let red = r.redact(ev.clone());
+            let e = red.event();
+            proptest::prop_assert_eq!(&e.raw, &alone(&ev.raw));
+            for (got, was) in [(&e.path, &ev.path), (&e.query, &ev.query), (&e.user_agent, &ev.user_agent), (&e.referer, &ev.referer)] {
+                proptest::prop_assert_eq!(got.as_deref().unwrap(), alone(was.as_deref().unwrap()));
+            }
+            proptest::prop_assert_eq!(&e.headers["x-forwarded-for"], &alone(&ev.headers["x-forwarded-for"]));
+        }
+
         #[test]
         fn keys_are_judged_as_word_by_word(
             norm in r"(pass|word|pwd|key|pin|ssn|cvv|session|id|token|api|secret|card|xinternal|[a-z0-9]){0,5}",
