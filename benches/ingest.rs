@@ -152,7 +152,7 @@ fn main() {
     let ref_dir = tmp.path().join("ref");
     let catalog = Catalog::open(&ref_dir).expect("catalog");
     let (mut store, _) = IndexStore::open(catalog, cfg.index.writer_memory_mb << 20, 3650).expect("store");
-    let (mut offset, mut indexing) = (0u64, std::time::Duration::ZERO);
+    let (mut offset, mut indexing, mut ref_cpu) = (0u64, std::time::Duration::ZERO, 0.0);
     loop {
         let mut prepared = Vec::with_capacity(CEILING_CHUNK);
         let mut line = String::new();
@@ -175,21 +175,24 @@ fn main() {
         if prepared.is_empty() {
             break;
         }
-        let t = Instant::now();
+        let (t, cpu0) = (Instant::now(), cpu_seconds());
         for (origin, ev) in &prepared {
             store.add(origin, ev).expect("add");
         }
         indexing += t.elapsed();
+        ref_cpu += cpu_seconds() - cpu0;
     }
-    let t = Instant::now();
+    let (t, cpu0) = (Instant::now(), cpu_seconds());
     store.close().expect("close");
     indexing += t.elapsed();
+    ref_cpu += cpu_seconds() - cpu0;
     let ref_secs = indexing.as_secs_f64();
     let ref_rate = lines as f64 / ref_secs;
     println!(
-        "index only (ceiling) {:>10.0} lines/s {:>7.1} MiB/s  logwarden = {:.2}x of the ceiling",
+        "index only (ceiling) {:>10.0} lines/s {:>7.1} MiB/s  cpu {:>6.1}s  logwarden = {:.2}x of the ceiling",
         ref_rate,
         mib / ref_secs,
+        ref_cpu,
         lw_rate / ref_rate
     );
 
