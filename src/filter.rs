@@ -1,15 +1,17 @@
 //! Skip rules evaluated after parsing: health checks and static assets are counted but not
 //! indexed (each default can be switched off), plus the user's own rules.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 
 use crate::config::{FilterConfig, SkipRule};
 use crate::event::Event;
 
 #[derive(Debug, Clone)]
 pub struct Filter {
-    health_paths: HashSet<String>,
-    static_extensions: HashSet<String>,
+    // Sets of the configuration's own: a path looked up cannot add to them, so no input can
+    // make their hashes collide, and the cheap FxHash is safe.
+    health_paths: FxHashSet<String>,
+    static_extensions: FxHashSet<String>,
     rules: Vec<SkipRule>,
 }
 
@@ -27,12 +29,12 @@ impl Filter {
             health_paths: if cfg.skip_health_checks {
                 cfg.health_paths.iter().cloned().collect()
             } else {
-                HashSet::new()
+                FxHashSet::default()
             },
             static_extensions: if cfg.skip_static_assets {
                 cfg.static_extensions.iter().map(|e| e.trim_start_matches('.').to_ascii_lowercase()).collect()
             } else {
-                HashSet::new()
+                FxHashSet::default()
             },
             rules: cfg.skip.clone(),
         }

@@ -14,11 +14,13 @@
 //! strictly in that order, so a file's events and positions reach the index in file order
 //! whichever worker finished first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
 
 use crate::event::{Event, LineFlag, Origin};
 use crate::filter::Filter;
@@ -86,7 +88,8 @@ enum Ready {
 /// The parse stage: the only one with per-file state.
 struct Parse {
     specs: Vec<FormatSpec>,
-    parsers: HashMap<String, FileParser>,
+    /// By file fingerprint: digests of our own making, so the cheap FxHash is safe here.
+    parsers: FxHashMap<String, FileParser>,
     filter: Filter,
     routes: RouteTable,
     counters: Arc<IngestCounters>,
@@ -121,7 +124,7 @@ impl Pipeline {
         let Stages { filter, routes, redactor, detector, recorder, spool } = stages;
         let parse = Parse {
             specs,
-            parsers: HashMap::new(),
+            parsers: FxHashMap::default(),
             filter,
             routes,
             counters: counters.clone(),

@@ -98,7 +98,7 @@ impl RouteTable {
     /// Sets the event's route, if it has a path.
     pub fn assign(&mut self, ev: &mut Event) {
         let Some(path) = ev.path.as_deref() else { return };
-        let path = path.find("://").map_or(path, |i| path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]));
+        let path = crate::event::url_path(path);
         if let Some(t) = self.templates.iter().find(|t| t.matches(path)) {
             ev.route = Some(t.text.clone());
             return;
