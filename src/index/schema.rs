@@ -353,7 +353,7 @@ impl<'a> Stored<'a> {
             matches: &ev.matches,
             too_long: keywords
                 .iter()
-                .filter_map(|(column, v)| Some((event_key(column), v.filter(|v| v.len() > COLUMN_TEXT_MAX)?)))
+                .filter_map(|(column, v)| v.filter(|v| v.len() > COLUMN_TEXT_MAX).map(|v| (event_key(column), v)))
                 .collect(),
         }
     }
