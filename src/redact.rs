@@ -9,7 +9,8 @@
 //!    compared after normalising case and `camelCase`/`snake_case`/`kebab-case` separators;
 //! 2. values that are secrets wherever they stand: Luhn-valid card numbers, US SSNs, JWTs,
 //!    `Bearer` tokens, AWS access keys, PEM private keys and `user:password@` in URLs,
-//!    found by one multi-pattern regex so each field is scanned once.
+//!    found by one multi-pattern regex. It reads the raw line first; a field that is a part
+//!    of a line where it finds nothing is not read again (see [`Redactor::redact`]).
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use hmac::{Hmac, KeyInit, Mac};
