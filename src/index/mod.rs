@@ -557,8 +557,13 @@ mod tests {
     }
 
     fn ids(catalog: &Catalog) -> Vec<String> {
+        ids_between(catalog, None, None)
+    }
+
+    /// The ids of the events from `from_ms` (included) to `to_ms` (excluded), sorted.
+    fn ids_between(catalog: &Catalog, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
         let mut ids = Vec::new();
-        let req = SearchRequest { query: String::new(), from_ms: None, to_ms: None, limit: 1, ..Default::default() };
+        let req = SearchRequest { query: String::new(), from_ms, to_ms, limit: 1, ..Default::default() };
         catalog
             .export(&req, |hit| {
                 ids.push(hit["id"].as_str().unwrap_or_default().to_string());
@@ -853,23 +858,7 @@ mod tests {
         store.commit().expect("commit");
         let in_day = |ts: i64| {
             let from = ts.div_euclid(DAY) * DAY;
-            let to = from + DAY;
-            let req = SearchRequest {
-                query: "*".into(),
-                from_ms: Some(from),
-                to_ms: Some(to),
-                limit: 10,
-                ..Default::default()
-            };
-            let mut ids = Vec::new();
-            catalog
-                .export(&req, |hit| {
-                    ids.push(hit["id"].as_str().unwrap_or_default().to_string());
-                    true
-                })
-                .expect("export");
-            ids.sort();
-            ids
+            ids_between(&catalog, Some(from), Some(from + DAY))
         };
         assert_eq!(
             catalog.partitions(),
