@@ -4,21 +4,24 @@
 //! record on purpose: parsers fill it field by field, and nothing may write it anywhere until
 //! `redact` has wrapped it in `Redacted`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// Where an event's bytes came from: enough to find the line again and to name it uniquely.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
-    /// Fingerprint of the file (or `stdin`), stable across renames.
-    pub fingerprint: String,
+    /// Fingerprint of the file (or `stdin`), stable across renames. Shared by the records of
+    /// a read, like `path`: not an allocation per line.
+    pub fingerprint: Arc<str>,
     /// Byte offset of the first byte of the record in the file.
     pub offset: u64,
     /// Byte offset just after the record (its newline included).
     pub end_offset: u64,
     /// The path the record was read from.
-    pub path: String,
+    pub path: Arc<str>,
 }
 
 impl Origin {
@@ -67,8 +70,10 @@ pub struct Event {
     pub timestamp_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    pub source: String,
-    pub format: String,
+    /// The path of the file, shared with the event's `Origin`.
+    pub source: Arc<str>,
+    /// The format's name, written by the parser (`"combined"`) without an allocation.
+    pub format: Cow<'static, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -285,11 +285,11 @@ impl Parse {
         IngestCounters::add(&self.counters.records_read, 1);
         IngestCounters::add(&self.counters.bytes_read, origin.end_offset - origin.offset);
         // Look up before inserting, so the common case does not copy the key for every line.
-        if !self.parsers.contains_key(&origin.fingerprint) {
+        if !self.parsers.contains_key(&*origin.fingerprint) {
             let spec = self.specs.get(source_idx).cloned().unwrap_or(FormatSpec::Auto);
-            self.parsers.insert(origin.fingerprint.clone(), FileParser::new(spec));
+            self.parsers.insert(origin.fingerprint.to_string(), FileParser::new(spec));
         }
-        let parser = self.parsers.get_mut(&origin.fingerprint).expect("inserted above");
+        let parser = self.parsers.get_mut(&*origin.fingerprint).expect("inserted above");
         let before = parser.detected();
         let mut ev = Pipeline::event_of(parser, &origin, text, flags);
         if before.is_none()
@@ -297,10 +297,10 @@ impl Parse {
         {
             tracing::info!(path = %origin.path, format = kind.name(), "detected log format");
         }
-        if !self.per_source.contains_key(&origin.path) {
-            self.per_source.insert(origin.path.clone(), SourceCounts::default());
+        if !self.per_source.contains_key(&*origin.path) {
+            self.per_source.insert(origin.path.to_string(), SourceCounts::default());
         }
-        let counts = self.per_source.get_mut(&origin.path).expect("inserted above");
+        let counts = self.per_source.get_mut(&*origin.path).expect("inserted above");
         counts.records += 1;
         counts.last_record_ms = now_ms();
         if counts.format.is_none() {
@@ -316,7 +316,7 @@ impl Parse {
         if self.filter.skip(&ev).is_some() {
             IngestCounters::add(&self.counters.skipped, 1);
             counts.skipped += 1;
-            return Parsed::Advance(origin.fingerprint, origin.end_offset);
+            return Parsed::Advance(origin.fingerprint.to_string(), origin.end_offset);
         }
         self.routes.assign(&mut ev);
         Parsed::Event(origin, ev)

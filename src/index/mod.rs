@@ -365,11 +365,11 @@ impl IndexStore {
     }
 
     fn add_to(&mut self, name: &str, origin: &Origin, ev: &Redacted) -> Result<(), IndexError> {
-        let until = self.replace_until.get(&origin.fingerprint).copied().filter(|&until| origin.offset < until);
+        let until = self.replace_until.get(&*origin.fingerprint).copied().filter(|&until| origin.offset < until);
         // Lines read again after a crash replace what a cut-short commit kept of them: at the
         // first of them in a partition, everything it holds of the rest of them goes at once.
         // A delete only removes documents added before it, so the lines added next stay.
-        let replaced = until.is_some_and(|_| self.replaced.insert((name.to_string(), origin.fingerprint.clone())));
+        let replaced = until.is_some_and(|_| self.replaced.insert((name.to_string(), origin.fingerprint.to_string())));
         let catalog = self.catalog.clone();
         let w = self.writer(name)?;
         let doc: TantivyDocument = catalog.fields.document(ev, w.ids_in_columns);

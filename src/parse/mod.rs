@@ -294,7 +294,7 @@ mod tests {
         assert_eq!(p.detected(), Some(Kind::Combined));
         let mut ev = Event::default();
         p.parse(r#"{"status":200,"method":"GET","url":"/"}"#, &mut ev).unwrap();
-        assert_eq!((ev.format.as_str(), ev.status), ("json", Some(200)));
+        assert_eq!((&*ev.format, ev.status), ("json", Some(200)));
         assert_eq!(p.detected(), Some(Kind::Combined));
         assert!(p.parse("complete garbage", &mut Event::default()).is_err());
     }

@@ -73,15 +73,17 @@ pub type Batch = Vec<Item>;
 
 /// Wraps framed records of one file as pipeline items.
 pub fn to_items(records: &mut Vec<Record>, fingerprint: &str, path: &str, source_idx: usize) -> Batch {
+    // One copy of each for the whole read, shared by its records.
+    let (fingerprint, path): (Arc<str>, Arc<str>) = (fingerprint.into(), path.into());
     records
         .drain(..)
         .map(|r| {
             Item::Record(SourceRecord {
                 origin: Origin {
-                    fingerprint: fingerprint.to_string(),
+                    fingerprint: fingerprint.clone(),
                     offset: r.offset,
                     end_offset: r.end_offset,
-                    path: path.to_string(),
+                    path: path.clone(),
                 },
                 text: r.text,
                 flags: r.flags,
