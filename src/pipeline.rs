@@ -75,14 +75,14 @@ impl<T> Spare<T> {
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
     Event(Origin, Event),
-    Advance(String, u64),
+    Advance(Arc<str>, u64),
 }
 
 /// What the workers hand to the index stage (inline for the same reason as `Parsed`).
 #[allow(clippy::large_enum_variant)]
 enum Ready {
     Add(Origin, Redacted),
-    Advance(String, u64),
+    Advance(Arc<str>, u64),
 }
 
 /// The parse stage: the only one with per-file state.
@@ -246,7 +246,7 @@ impl Parse {
             let mut out = spare.take();
             for item in batch {
                 out.push(match item {
-                    Item::Position { fingerprint, offset } => Parsed::Advance(fingerprint, offset),
+                    Item::Position { fingerprint, offset } => Parsed::Advance(fingerprint.into(), offset),
                     Item::Record(rec) => self.record(rec),
                 });
                 if out.len() == CHUNK {
@@ -316,7 +316,7 @@ impl Parse {
         if self.filter.skip(&ev).is_some() {
             IngestCounters::add(&self.counters.skipped, 1);
             counts.skipped += 1;
-            return Parsed::Advance(origin.fingerprint.to_string(), origin.end_offset);
+            return Parsed::Advance(origin.fingerprint, origin.end_offset);
         }
         self.routes.assign(&mut ev);
         Parsed::Event(origin, ev)
