@@ -735,8 +735,8 @@ impl RuleSet {
                     if skip && !text.is_ascii() {
                         return None;
                     }
-                    let mut may = |t| changes.get_or_insert_with(|| transform::may_change(text)).contains(t);
-                    let changed = (!skip && may(node.step)).then(|| transform::transform(text, node.step)).flatten();
+                    let may = !skip && changes.get_or_insert_with(|| transform::may_change(text)).contains(node.step);
+                    let changed = may.then(|| transform::transform(text, node.step)).flatten();
                     let to = match changed {
                         None => from,
                         Some(changed) => texts.iter().position(|(t, _)| *t == changed).unwrap_or_else(|| {
