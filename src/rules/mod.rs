@@ -720,8 +720,13 @@ impl RuleSet {
     ) -> Option<Vec<(Cow<'a, str>, Option<Transforms>)>> {
         // Each text with the transforms that may change it, read only when a step follows: the
         // text at the end of a chain, as most made ones are, needs no such pass.
-        let mut texts: Vec<(Cow<str>, Option<Transforms>)> = vec![(Cow::Borrowed(value), Some(changes))];
-        scan.slots.resize(self.nodes.len() + 1, 0);
+        // A text per step at most: room for all of them at once, rather than growing step by step.
+        let mut texts: Vec<(Cow<str>, Option<Transforms>)> = Vec::with_capacity(plan.steps.len() + 1);
+        texts.push((Cow::Borrowed(value), Some(changes)));
+        if scan.slots.is_empty() {
+            scan.slots = vec![0; self.nodes.len() + 1];
+            scan.done.reserve(self.nodes.len() + 1);
+        }
         scan.done.clear();
         scan.done.push(Default::default());
         for &slot in &plan.steps {
