@@ -669,8 +669,8 @@ impl RuleSet {
     /// but lowercasing: those are read once, as they are. Only when that pass flags the value
     /// are the chains run in full.
     fn scan(&self, plan: &Plan, value: &str, scan: &mut Scan) -> Vec<(usize, String)> {
-        let changes = transform::may_change(value);
-        if self.gated && value.is_ascii() {
+        let transform::Reading { changes, ascii } = transform::read(value);
+        if self.gated && ascii {
             let clean = if !changes.meets(plan.changers) {
                 !self.prefilter.is_match(value)
             } else {

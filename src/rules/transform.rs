@@ -138,6 +138,20 @@ const KINDS: [u16; 256] = {
 /// letters, so it is the same for a text and its lowercase form: the rules' gate (see
 /// `RuleSet::scan`) relies on that.
 pub(crate) fn may_change(s: &str) -> Transforms {
+    read(s).changes
+}
+
+/// What one pass over the bytes of a text says of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reading {
+    /// The transforms that may change it (see `may_change`).
+    pub changes: Transforms,
+    /// Whether it is all ASCII: known from the same pass, rather than read again.
+    pub ascii: bool,
+}
+
+/// `may_change` and whether the text is ASCII, in one pass.
+pub(crate) fn read(s: &str) -> Reading {
     use Transform::*;
     let b = s.as_bytes();
     let seen = b.iter().fold(0, |seen, c| seen | KINDS[*c as usize]);
@@ -175,7 +189,7 @@ pub(crate) fn may_change(s: &str) -> Transforms {
     if has(BACKSLASH) || (has(SLASH) && odd_path()) {
         out = out.with(NormalizePath);
     }
-    out
+    Reading { changes: out, ascii: !has(NON_ASCII) }
 }
 
 /// Whether `hit` holds for any two adjacent bytes. Without a branch per byte, so the compiler
