@@ -134,6 +134,12 @@ pub enum Condition {
 const MAX_FORWARDED_HOPS: usize = 10;
 
 impl Condition {
+    /// Whether it reads nothing but the headers, so that it cannot hold when there are none,
+    /// as in every line of the access log formats.
+    fn reads_only_headers(&self) -> bool {
+        matches!(self, Condition::HeaderPresent(_) | Condition::HeadersDiffer(..) | Condition::ForwardedForImplausible)
+    }
+
     #[inline]
     fn holds(&self, ev: &Event) -> bool {
         match self {
@@ -385,7 +391,9 @@ pub struct RuleSet {
     nodes: Vec<Node>,
     /// One per target some pattern reads, in a fixed order.
     plans: Vec<Plan>,
+    /// The rules that are a condition, by whether it reads anything but the headers.
     structural: Vec<usize>,
+    on_headers: Vec<usize>,
 }
 
 /// What the rules found in one event.
@@ -478,10 +486,12 @@ impl RuleSet {
     fn compile(rules: Vec<Rule>) -> Result<Self, RuleError> {
         let mut chains: Vec<Vec<Transform>> = Vec::new();
         let mut patterns = Vec::new();
-        let mut structural = Vec::new();
+        let (mut structural, mut on_headers) = (Vec::new(), Vec::new());
         for (i, r) in rules.iter().enumerate() {
-            if r.condition.is_some() {
-                structural.push(i);
+            match &r.condition {
+                Some(c) if c.reads_only_headers() => on_headers.push(i),
+                Some(_) => structural.push(i),
+                None => {}
             }
             if r.patterns.is_empty() {
                 continue;
@@ -570,6 +580,7 @@ impl RuleSet {
             nodes,
             plans,
             structural,
+            on_headers,
         })
     }
 
@@ -643,7 +654,8 @@ impl RuleSet {
         }
         let Scan { matches, .. } = scan;
         let mut hit: Vec<usize> = matches.iter().map(|(r, ..)| *r).collect();
-        for &i in &self.structural {
+        let on_headers = if ev.headers.is_empty() { &[][..] } else { &self.on_headers[..] };
+        for &i in self.structural.iter().chain(on_headers) {
             if self.rules[i].condition.as_ref().is_some_and(|c| c.holds(ev)) {
                 hit.push(i);
             }
