@@ -245,6 +245,9 @@ fn url_decode(s: &str, plus_as_space: bool) -> Option<String> {
     // `b[..done]` is in `out`, or is left as it is.
     let mut done = 0;
     let mut from = 0;
+    // Overlong UTF-8 forms of `/`, `\` and `.` that old servers accepted. Their first byte is
+    // never in UTF-8 text, so only a decoded escape can give one.
+    let mut overlong = false;
     while let Some(at) = memchr::memchr2(b'%', b'+', &b[from..]).map(|i| from + i) {
         let decoded = match b[at] {
             b'+' if plus_as_space => Some((b' ', 1)),
@@ -259,6 +262,7 @@ fn url_decode(s: &str, plus_as_space: bool) -> Option<String> {
             }
             out.extend_from_slice(&b[done..at]);
             out.push(byte);
+            overlong |= matches!(byte, 0xc0 | 0xc1);
             done = at + used;
             from = done;
         }
@@ -267,9 +271,7 @@ fn url_decode(s: &str, plus_as_space: bool) -> Option<String> {
         return None;
     }
     out.extend_from_slice(&b[done..]);
-    // Overlong UTF-8 forms of `/`, `\` and `.` that old servers accepted. Their first byte is
-    // never in UTF-8 text, so only a decoded escape can give one.
-    if out.iter().any(|c| matches!(c, 0xc0 | 0xc1)) {
+    if overlong {
         out = overlong_forms_undone(&out);
     }
     Some(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
