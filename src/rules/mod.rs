@@ -268,11 +268,9 @@ fn turns_a_flag_off(pattern: &str) -> bool {
     })
 }
 
-/// One transform chain: where its output is, and its patterns (contiguous in
-/// `RuleSet::patterns`).
+/// One transform chain: where its output is.
 struct Chain {
     slot: usize,
-    patterns: std::ops::Range<usize>,
 }
 
 /// The most memory the prefilter's lazy DFA keeps per thread. Real traffic reaches many more of
@@ -504,7 +502,8 @@ impl RuleSet {
                 patterns.push(Pattern { rule: i, chain, targets: r.targets.clone(), text: p.clone() });
             }
         }
-        // Each chain's patterns together, in rule order, for its engine.
+        // Each chain's patterns together, in rule order: the order a field's matches are
+        // reported in (see `RuleSet::scan`).
         patterns.sort_by_key(|p| p.chain);
         // Every prefix of every chain. In slice order a prefix comes before its extensions, so
         // each node's parent is computed before it.
@@ -560,15 +559,7 @@ impl RuleSet {
             .configure(Regex::config().hybrid_cache_capacity(PREFILTER_CACHE))
             .build_many(&all)
             .map_err(|e| RuleError::Invalid { file: "rules".into(), line: 0, message: e.to_string() })?;
-        let chains = chain_slots
-            .iter()
-            .enumerate()
-            .map(|(c, slot)| {
-                let first = patterns.iter().position(|p| p.chain == c).unwrap_or(patterns.len());
-                let len = patterns[first..].iter().take_while(|p| p.chain == c).count();
-                Chain { slot: *slot, patterns: first..first + len }
-            })
-            .collect();
+        let chains = chain_slots.into_iter().map(|slot| Chain { slot }).collect();
         Ok(Self {
             rules,
             prefilter,
@@ -698,14 +689,17 @@ impl RuleSet {
         let texts = self.texts(plan, value, changes, scan, Lowercasing::Done).expect("every text is made");
         let mut found: Vec<(usize, String)> = Vec::new();
         for (i, (text, _)) in texts.iter().enumerate() {
-            let mut chains = self.chains_ending(plan, i, scan).peekable();
-            if chains.peek().is_none() || !self.prefilter.is_match(text.as_ref()) {
+            if self.chains_ending(plan, i, scan).next().is_none() || !self.prefilter.is_match(text.as_ref()) {
                 continue;
             }
-            let matched = self.matching(text);
-            for p in chains.flat_map(|c| c.patterns.clone()) {
+            // The patterns that match somewhere in the text, a few of the hundreds its chains
+            // hold, in the order of the chains. Each counts only where its own chain made the
+            // text.
+            for p in self.matching(text).iter().map(|id| id.as_usize()) {
                 let pattern = &self.patterns[p];
-                if !matched.contains(regex_automata::PatternID::must(p))
+                let made_here =
+                    plan.chains.contains(&pattern.chain) && scan.slots[self.chains[pattern.chain].slot] == i;
+                if !made_here
                     || !pattern.targets.contains(&plan.target)
                     || found.iter().any(|(r, _)| *r == pattern.rule)
                 {
