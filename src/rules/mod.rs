@@ -693,14 +693,13 @@ impl RuleSet {
                 continue;
             }
             // The patterns that match somewhere in the text, a few of the hundreds its chains
-            // hold, in the order of the chains. Each counts only where its own chain made the
-            // text.
+            // hold, in the order of the chains. One that reads this target has its chain in the
+            // plan, so its chain's slot was filled for this field: it counts only where its own
+            // chain made the text.
             for p in self.matching(text).iter().map(|id| id.as_usize()) {
                 let pattern = &self.patterns[p];
-                let made_here =
-                    plan.chains.contains(&pattern.chain) && scan.slots[self.chains[pattern.chain].slot] == i;
-                if !made_here
-                    || !pattern.targets.contains(&plan.target)
+                if !pattern.targets.contains(&plan.target)
+                    || scan.slots[self.chains[pattern.chain].slot] != i
                     || found.iter().any(|(r, _)| *r == pattern.rule)
                 {
                     continue;
