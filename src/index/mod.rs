@@ -336,11 +336,8 @@ impl IndexStore {
             let dir = tantivy::directory::MmapDirectory::open(&path)
                 .map_err(|e| IndexError::Tantivy { partition: name.to_string(), source: e.into() })?;
             let index = open_or_create(dir, &self.catalog.schema).map_err(Catalog::tantivy(name))?;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-            // tantivy needs at least 15 MB per indexing thread.
-            let budget = self.memory_budget.max(threads * 16_000_000);
             let ids_in_columns = index.schema().get_field_entry(self.catalog.fields.fingerprint).is_fast();
-            let writer = index.writer_with_num_threads(threads, budget).map_err(Catalog::tantivy(name))?;
+            let writer = writer(&index, self.memory_budget).map_err(Catalog::tantivy(name))?;
             let w = PartitionWriter { writer, dirty: false, last_used: Instant::now(), ids_in_columns };
             self.writers.insert(name.to_string(), w);
         }
@@ -518,14 +515,25 @@ fn open_or_create(dir: tantivy::directory::MmapDirectory, schema: &tantivy::sche
     if Index::exists(&dir)? {
         return Index::open(dir);
     }
-    let settings = tantivy::IndexSettings {
+    Index::builder().schema(schema.clone()).settings(settings()).open_or_create(dir)
+}
+
+/// A writer of `index` with up to `memory_budget` bytes, indexing on two threads at most.
+pub fn writer(index: &Index, memory_budget: usize) -> tantivy::Result<IndexWriter> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    // tantivy needs at least 15 MB per indexing thread.
+    index.writer_with_num_threads(threads, memory_budget.max(threads * 16_000_000))
+}
+
+/// The settings a new partition is made with: its document store's compression and blocks.
+pub fn settings() -> tantivy::IndexSettings {
+    tantivy::IndexSettings {
         docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
             compression_level: Some(DOCSTORE_ZSTD_LEVEL),
         }),
         docstore_blocksize: DOCSTORE_BLOCK,
         ..tantivy::IndexSettings::default()
-    };
-    Index::builder().schema(schema.clone()).settings(settings).open_or_create(dir)
+    }
 }
 
 pub fn now_ms() -> i64 {
